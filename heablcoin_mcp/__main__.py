@@ -1,0 +1,3 @@
+from heablcoin_mcp.cli import main
+
+raise SystemExit(main())

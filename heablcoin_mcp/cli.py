@@ -1,0 +1,88 @@
+"""`heablcoin-mcp [serve|doctor|demo]`: settings are parsed here once and handed down."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from heablcoin_mcp import __version__
+from heablcoin_mcp.config import Settings, load_settings
+from heablcoin_mcp.errors import ConfigError
+
+log = logging.getLogger("heablcoin_mcp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heablcoin-mcp", description="Crypto trading assistant MCP server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the MCP server (default: stdio)")
+    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"])
+    serve.add_argument("--host", help="bind address for HTTP transports (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port for HTTP transports")
+    commands.add_parser("doctor", help="check the configuration; exit 1 on errors")
+    commands.add_parser("demo", help="run a guided tour against an offline server over stdio")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "doctor":
+        return doctor()
+    if command == "demo":
+        from heablcoin_mcp.demo import run_demo
+
+        return run_demo(sys.stdout)
+    overrides = {k: v for k in ("transport", "host", "port") if (v := getattr(args, k, None)) is not None}
+    try:
+        settings = load_settings(**overrides)
+        configure_logging(settings)
+        return serve(settings)
+    except ConfigError as exc:
+        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        return 2
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def serve(settings: Settings) -> int:
+    import anyio
+
+    from heablcoin_mcp.app import App
+    from heablcoin_mcp.server import build_server
+
+    app = App(settings)
+    server = build_server(app)
+    try:
+        if settings.transport == "stdio":
+            anyio.run(server.run_stdio_async)
+        else:
+            from heablcoin_mcp.http import serve_http
+
+            serve_http(server, settings)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
+    return 0
+
+
+def doctor() -> int:
+    from heablcoin_mcp.core.monitor.doctor import diagnose, render, report_for_error
+
+    report: Any
+    try:
+        report = diagnose(load_settings())
+    except ConfigError as exc:
+        report = report_for_error(exc)
+    sys.stdout.write(render(report) + "\n")
+    return 0 if report.ok else 1

@@ -1,0 +1,155 @@
+"""Settings: parsed once at start-up (cli.py) and handed to App as a value.
+
+Every field is read from the environment with the prefix ``HEABLCOIN_`` and from ``.env`` files in
+``HEABLCOIN_HOME`` and the working directory (the working directory wins; real environment
+variables win over both).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from heablcoin_mcp.errors import ConfigError
+
+ENV_PREFIX = "HEABLCOIN_"
+DEFAULT_HOME = "~/.heablcoin"
+
+# The toolsets this build provides; server.py maps each name to its register() function.
+TOOLSET_NAMES: tuple[str, ...] = ("system",)
+
+Transport = Literal["stdio", "sse", "streamable-http"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+    )
+
+    home: Path = Field(Path(DEFAULT_HOME), description="Directory for the database and state.")
+    exchange: str = Field("binance", description="ccxt exchange id, or 'sim' for the offline market.")
+    trading_mode: Literal["paper", "live"] = "paper"
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    auth_token: SecretStr | None = None
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSET_NAMES
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    socks_proxy: str | None = None
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _normalise_exchange(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not value or not value.replace("_", "").isalnum():
+                raise ValueError("should be a ccxt exchange id such as 'binance', or 'sim'")
+        return value
+
+    @field_validator("trading_mode", "transport", "log_level", "db_synchronous", mode="before")
+    @classmethod
+    def _normalise_choice(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name in ("log_level", "db_synchronous") else value.lower()
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        return split_csv(value) if isinstance(value, str) else value
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _split_toolsets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = split_csv(value.lower())
+            if not value or value == ["all"]:
+                return TOOLSET_NAMES
+        return value
+
+    @field_validator("toolsets", mode="after")
+    @classmethod
+    def _known_toolsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in TOOLSET_NAMES]
+        if unknown:
+            raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; allowed: {', '.join(TOOLSET_NAMES)}")
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "heablcoin.db"
+
+    @property
+    def host_is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def env_files(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """The .env files read, lowest priority first: HEABLCOIN_HOME/.env, then ./.env."""
+    home = Path(environ.get(f"{ENV_PREFIX}HOME", DEFAULT_HOME)).expanduser()
+    return (home / ".env", Path(".env"))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment and .env files.
+
+    Raises:
+        ConfigError: naming every invalid variable and what it accepts.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        return Settings(_env_file=env_files(environ), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise config_error(exc) from None
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{ENV_PREFIX}{field.upper()}: {message} (got {_shown(field, err.get('input'))})")
+    return ConfigError(
+        "invalid configuration: " + "; ".join(problems),
+        hint="Fix these variables in the environment or .env; `heablcoin-mcp doctor` shows every setting.",
+        details={"problems": problems},
+    )
+
+
+def _shown(field: str, value: Any) -> str:
+    if field == "auth_token" or "proxy" in field:
+        return "<hidden>"
+    return repr(value)

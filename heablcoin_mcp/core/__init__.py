@@ -1,0 +1,1 @@
+"""The domain. Plain Python: nothing here imports `mcp`."""

@@ -1,0 +1,162 @@
+"""`heablcoin-mcp doctor` and the `validate_config` tool: every setting, checked and masked."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+
+from heablcoin_mcp.config import ENV_PREFIX, Settings
+from heablcoin_mcp.errors import ConfigError
+
+Level = Literal["required", "recommended", "optional"]
+CheckStatus = Literal["ok", "warn", "error"]
+MIN_TOKEN_LENGTH = 16
+
+
+class ConfigCheck(BaseModel):
+    variable: str
+    level: Level
+    status: CheckStatus
+    value: str | None
+    message: str
+
+
+class ConfigReport(BaseModel):
+    ok: bool
+    errors: int
+    warnings: int
+    checks: list[ConfigCheck]
+
+    @classmethod
+    def of(cls, checks: list[ConfigCheck]) -> ConfigReport:
+        errors = sum(c.status == "error" for c in checks)
+        return cls(ok=errors == 0, errors=errors, warnings=sum(c.status == "warn" for c in checks),
+                   checks=checks)
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """Show enough of a secret to recognise it, never enough to use it: ``sk-…abcd``."""
+    if not secret:
+        return None
+    if len(secret) < 12:
+        return "…" + "*" * 4
+    return f"{secret[:3]}…{secret[-4:]}"
+
+
+def mask_url(url: str | None) -> str | None:
+    """Hide the password in a proxy URL such as ``socks5://user:pass@host:1080``."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def report_for_error(error: ConfigError) -> ConfigReport:
+    problems = error.details.get("problems", [error.message])
+    checks = [
+        ConfigCheck(variable=p.split(":", 1)[0], level="required", status="error", value=None,
+                    message=p.split(":", 1)[-1].strip())
+        for p in problems
+    ]
+    return ConfigReport.of(checks)
+
+
+def diagnose(settings: Settings) -> ConfigReport:
+    return ConfigReport.of([
+        _check_home(settings),
+        _check_trading_mode(settings),
+        _check_exchange(settings),
+        _check_transport(settings),
+        _check_auth_token(settings),
+        _check_talib(),
+        _check(settings, "toolsets", "optional", ", ".join(settings.toolsets), "toolsets exposed to clients"),
+        _check(settings, "log_level", "optional", settings.log_level, "logs go to stderr"),
+        _check(settings, "db_synchronous", "optional", settings.db_synchronous,
+               "FULL survives power loss at some write cost; NORMAL survives process crashes"),
+        *(_check(settings, name, "optional", mask_url(getattr(settings, name)), "proxy for exchange traffic")
+          for name in ("http_proxy", "https_proxy", "socks_proxy")),
+    ])
+
+
+def _check(settings: Settings, field: str, level: Level, value: str | None, message: str,
+           status: CheckStatus = "ok") -> ConfigCheck:
+    return ConfigCheck(variable=ENV_PREFIX + field.upper(), level=level, status=status, value=value,
+                       message=message)
+
+
+def _check_home(settings: Settings) -> ConfigCheck:
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return _check(settings, "home", "required", str(home), f"not writable: {exc.strerror}", "error")
+    return _check(settings, "home", "required", str(home), f"writable; database at {settings.db_path}")
+
+
+def _check_trading_mode(settings: Settings) -> ConfigCheck:
+    if settings.trading_mode == "paper":
+        return _check(settings, "trading_mode", "required", "paper", "paper trading: no real orders")
+    return _check(settings, "trading_mode", "required", "live",
+                  "live mode requested, but this build has no live broker yet: nothing is sent to an exchange",
+                  "warn")
+
+
+def _check_exchange(settings: Settings) -> ConfigCheck:
+    if settings.exchange == "sim":
+        return _check(settings, "exchange", "required", "sim", "offline simulated market (no network needed)")
+    import ccxt  # lazy: ccxt takes about a second to import
+
+    if settings.exchange not in ccxt.exchanges:
+        return _check(settings, "exchange", "required", settings.exchange,
+                      "not a ccxt exchange id (e.g. binance, okx, bybit, kraken) and not 'sim'", "error")
+    return _check(settings, "exchange", "required", settings.exchange, "ccxt exchange; needs network access")
+
+
+def _check_transport(settings: Settings) -> ConfigCheck:
+    where = f"{settings.transport} on {settings.host}:{settings.port}"
+    if settings.transport == "stdio":
+        return _check(settings, "transport", "required", "stdio", "stdio: the client launches the server")
+    if not settings.host_is_loopback and settings.auth_token is None:
+        return _check(settings, "transport", "required", where,
+                      f"{ENV_PREFIX}HOST is not a loopback address: set {ENV_PREFIX}AUTH_TOKEN", "error")
+    return _check(settings, "transport", "required", where, "HTTP transport")
+
+
+def _check_auth_token(settings: Settings) -> ConfigCheck:
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    if token is None:
+        return _check(settings, "auth_token", "recommended", None,
+                      "not set: HTTP transports accept only loopback connections")
+    if len(token) < MIN_TOKEN_LENGTH:
+        return _check(settings, "auth_token", "recommended", mask_secret(token),
+                      f"shorter than {MIN_TOKEN_LENGTH} characters; use a long random token", "warn")
+    return _check(settings, "auth_token", "recommended", mask_secret(token), "bearer token required on HTTP")
+
+
+def _check_talib() -> ConfigCheck:
+    if importlib.util.find_spec("talib") is None:
+        return ConfigCheck(variable="TA-Lib", level="recommended", status="warn", value=None,
+                           message="TA-Lib not importable: indicators fall back to the `ta` library")
+    return ConfigCheck(variable="TA-Lib", level="recommended", status="ok", value="installed",
+                       message="indicator engine and reference")
+
+
+def render(report: ConfigReport) -> str:
+    lines = []
+    for level in ("required", "recommended", "optional"):
+        lines.append(f"{level}:")
+        for c in (c for c in report.checks if c.level == level):
+            lines.append(f"  [{c.status:5}] {c.variable} = {c.value if c.value is not None else '-'}  {c.message}")
+    verdict = "OK" if report.ok else "FAILED"
+    lines.append(f"{verdict}: {report.errors} error(s), {report.warnings} warning(s)")
+    return os.linesep.join(lines)

@@ -1,0 +1,65 @@
+"""Health of the running server: one entry per component, each with its own status."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from heablcoin_mcp.errors import InvalidInput
+
+Status = Literal["ok", "degraded", "down"]
+
+
+class ComponentHealth(BaseModel):
+    name: str
+    status: Status
+    detail: str = ""
+    metrics: dict[str, float | int | str | None] = Field(default_factory=dict)
+
+
+class HealthReporter(Protocol):
+    def health(self) -> ComponentHealth: ...
+
+
+class DatabaseInfo(BaseModel):
+    path: str
+    journal_mode: str
+    synchronous: str
+    schema_version: int
+    size_bytes: int
+
+
+class SystemHealth(BaseModel):
+    status: Status = Field(description="worst status over all components")
+    version: str
+    uptime_seconds: float
+    transport: str
+    trading_mode: str
+    exchange: str
+    simulated_market: bool
+    database: DatabaseInfo | None = Field(description="null when the database cannot be read")
+    toolsets: list[str]
+    components: list[ComponentHealth]
+
+    def only(self, names: list[str] | None) -> SystemHealth:
+        """This report narrowed to the named components.
+
+        Raises:
+            InvalidInput: a name is not one of the components.
+        """
+        if not names:
+            return self
+        known = [c.name for c in self.components]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"unknown component(s): {', '.join(unknown)}",
+                               hint=f"Known components: {', '.join(known)}.")
+        return self.model_copy(update={"components": [c for c in self.components if c.name in names]})
+
+
+def overall(components: list[ComponentHealth]) -> Status:
+    statuses = {c.status for c in components}
+    if "down" in statuses:
+        return "down"
+    return "degraded" if "degraded" in statuses else "ok"

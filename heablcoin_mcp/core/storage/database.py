@@ -1,0 +1,138 @@
+"""The one way to reach SQLite.
+
+Connections are opened per thread (sqlite3 connections must not cross threads) with the pragmas
+set where they are opened. Writes go through ``transaction()``: a short ``BEGIN IMMEDIATE`` that
+commits or rolls back and never hides the original error. Never hold one across network I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from heablcoin_mcp.core.storage.migrations import MIGRATIONS, Migration
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
+# Negative cache_size is in KiB: 16 MiB of page cache per connection.
+CACHE_SIZE_KIB = 16 * 1024
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a write transaction with BEGIN IMMEDIATE; commit on success, roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+class Database:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.migrations = tuple(migrations)
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection with the house pragmas; the caller owns it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves, so reads never sit in an implicit transaction.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute(f"PRAGMA cache_size = -{CACHE_SIZE_KIB}")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's shared connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with transaction(self.conn) as conn:
+            yield conn
+
+    def migrate(self) -> int:
+        """Apply pending migrations; safe to run twice and from two processes at once.
+
+        The version is re-read inside BEGIN IMMEDIATE, so a second process that waited for the
+        first one's lock sees the new version and applies nothing.
+        """
+        conn = self.conn
+        applied = 0
+        for migration in self.migrations:
+            with transaction(conn):
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                if migration.version <= current:
+                    continue
+                if migration.version != current + 1:
+                    raise RuntimeError(f"migration {migration.version} cannot follow schema version {current}")
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {migration.version}")
+                applied += 1
+                log.info("applied migration %d (%s)", migration.version, migration.name)
+        return applied
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def journal_mode(self) -> str:
+        return str(self.conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, _sibling(self.path, "-wal")) if p.exists())
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would COMMIT our open transaction, so statements run one by one.
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)

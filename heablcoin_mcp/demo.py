@@ -1,0 +1,95 @@
+"""`heablcoin-mcp demo`: a real MCP client session over stdio against an offline server.
+
+The server runs as a subprocess with HEABLCOIN_EXCHANGE=sim and a temporary HEABLCOIN_HOME, so the
+tour touches nothing of the user's. Each toolset adds its own step to TOUR.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
+
+Step = Callable[[Client, TextIO], Awaitable[None]]
+
+
+def server_parameters(home: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "heablcoin_mcp", "serve"],
+        env={"HEABLCOIN_HOME": home, "HEABLCOIN_EXCHANGE": "sim", "HEABLCOIN_LOG_LEVEL": "WARNING"},
+        cwd=home,  # so no stray ./.env of the user's is read
+    )
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    return result.structured_content or {}
+
+
+async def step_tools(client: Client, out: TextIO) -> None:
+    tools = (await client.list_tools()).tools
+    out.write(f"The server offers {len(tools)} tools:\n")
+    for tool in tools:
+        hints = tool.annotations
+        kind = "read-only" if hints and hints.read_only_hint else "changes state"
+        out.write(f"  - {tool.name:<22} {tool.title or ''} ({kind})\n")
+
+
+async def step_health(client: Client, out: TextIO) -> None:
+    health = structured(await client.call_tool("get_system_health", {}))
+    out.write(
+        f"get_system_health → status {health['status']}, version {health['version']}, "
+        f"{health['trading_mode']} trading on {health['exchange']}"
+        f"{' (simulated)' if health['simulated_market'] else ''}\n"
+    )
+    if db := health["database"]:
+        out.write(f"  database {db['path']} ({db['journal_mode']}, schema v{db['schema_version']}, "
+                  f"{db['size_bytes']} bytes)\n")
+    for component in health["components"]:
+        out.write(f"  component {component['name']}: {component['status']} {component['detail']}\n")
+
+
+async def step_config(client: Client, out: TextIO) -> None:
+    report = structured(await client.call_tool("validate_config", {}))
+    out.write(f"validate_config → {'OK' if report['ok'] else 'FAILED'}: "
+              f"{report['errors']} error(s), {report['warnings']} warning(s)\n")
+    for check in report["checks"][:4]:
+        out.write(f"  [{check['status']}] {check['variable']} = {check['value']}: {check['message']}\n")
+
+
+async def step_bad_input(client: Client, out: TextIO) -> None:
+    result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
+    out.write("Nonsense gets a clear error envelope, never a crash:\n")
+    out.write(f"  isError={result.is_error} {json.dumps(structured(result))}\n")
+
+
+TOUR: list[tuple[str, Step]] = [
+    ("What can this server do?", step_tools),
+    ("Is it healthy, and is it paper trading?", step_health),
+    ("How is it configured?", step_config),
+    ("What happens with bad input?", step_bad_input),
+]
+
+
+async def tour(out: TextIO) -> None:
+    with tempfile.TemporaryDirectory(prefix="heablcoin-demo-") as home:
+        out.write(f"heablcoin-mcp demo: starting the server over stdio (offline, simulated market, home {home})\n")
+        async with Client(server_parameters(home), mode="legacy", read_timeout_seconds=60) as client:
+            info = client.server_info
+            if info is not None:
+                out.write(f"Connected to {info.name} {info.version} (protocol {client.protocol_version})\n")
+            for number, (title, step) in enumerate(TOUR, start=1):
+                out.write(f"\n{number}. {title}\n")
+                await step(client, out)
+        out.write("\nDone. Connect Claude Desktop, Cursor, Windsurf or MCP Inspector as the README shows.\n")
+
+
+def run_demo(out: TextIO) -> int:
+    anyio.run(tour, out)
+    return 0

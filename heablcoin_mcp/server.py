@@ -1,0 +1,60 @@
+"""build_server(app): the MCP surface over one App."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp import MCPError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, InputRequiredResult
+
+from heablcoin_mcp import __version__
+from heablcoin_mcp.app import App
+from heablcoin_mcp.tools import _envelope, system
+
+INSTRUCTIONS = """\
+heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
+orders need the user's explicit configuration and a confirmation per order. Errors come back as
+{"error": {"code", "message", "hint", "retryable"}}: read the hint before retrying. Start with
+get_system_health to see the trading mode and whether the market is simulated."""
+
+# Every name in config.TOOLSET_NAMES, mapped to its register(); a surface test keeps the two equal.
+TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
+    "system": system.register,
+}
+
+
+class HeablServer(MCPServer[App]):
+    """MCPServer whose every tool call goes through the one envelope (tools/_envelope.py)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[App, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            outcome = await super().call_tool(name, arguments, context)
+        except MCPError:
+            raise
+        except Exception as exc:
+            return _envelope.error_result(_envelope.translate(name, exc))
+        return _envelope.as_tool_result(name, outcome)
+
+
+def build_server(app: App) -> HeablServer:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[App]) -> AsyncIterator[App]:
+        async with app:
+            yield app
+
+    server = HeablServer(
+        "heablcoin-mcp",
+        title="Heablcoin crypto trading assistant",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=app.settings.log_level,
+    )
+    for name in app.settings.toolsets:
+        TOOLSETS[name](server, app)
+    return server

@@ -1,0 +1,1 @@
+"""The MCP layer: one module per toolset, each exposing ``register(server, app)``."""

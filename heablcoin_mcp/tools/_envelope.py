@@ -1,0 +1,92 @@
+"""The one tool envelope.
+
+- a result model becomes ``structuredContent`` plus the same data as compact JSON text;
+- a ``HeablError`` becomes ``isError: true`` with ``{"error": {code, message, hint, retryable}}``;
+- arguments that fail validation become ``invalid_input`` naming each bad field;
+- anything else becomes ``code="internal"``; the traceback goes to the log, never to the client;
+- output is capped at ``MAX_RESULT_CHARS`` and always valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from heablcoin_mcp.errors import HeablError, Internal, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+# About 25k tokens: more than that crowds a model's context and several clients truncate silently,
+# so we refuse with a hint to narrow the request rather than hand back a cut-off document.
+MAX_RESULT_CHARS = 100_000
+_MAX_SHOWN_INPUT = 60
+
+
+def error_result(error: HeablError) -> CallToolResult:
+    text = f"Error [{error.code}]: {error.message}"
+    if error.hint:
+        text += f" Hint: {error.hint}"
+    return CallToolResult(
+        is_error=True,
+        content=[TextContent(type="text", text=text)],
+        structured_content={"error": error.to_dict()},
+    )
+
+
+def translate(tool: str, exc: Exception) -> HeablError:
+    """Map whatever a tool call raised to our error tree (logging real crashes)."""
+    cause = exc.__cause__ if isinstance(exc, ToolError) and exc.__cause__ is not None else exc
+    if isinstance(cause, HeablError):
+        return cause
+    if isinstance(cause, ValidationError):
+        return invalid_arguments(tool, cause)
+    if isinstance(exc, ToolError) and str(exc).startswith("Unknown tool"):
+        return NotFound(f"unknown tool {tool!r}", hint="Call tools/list to see the available tools.")
+    log.error("tool %r crashed", tool, exc_info=cause)
+    return Internal(f"internal error in {tool}", hint="This is a bug in heablcoin-mcp; the server log has details.")
+
+
+def invalid_arguments(tool: str, exc: ValidationError) -> InvalidInput:
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "arguments"
+        shown = repr(err.get("input"))
+        if len(shown) > _MAX_SHOWN_INPUT:
+            shown = shown[:_MAX_SHOWN_INPUT] + "…"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" + ("" if err["type"] == "missing" else f" (got {shown})"))
+    return InvalidInput(
+        f"invalid arguments for {tool}: " + "; ".join(problems),
+        hint="Check the tool's input schema and send corrected arguments.",
+        details={"problems": problems},
+    )
+
+
+def shape_success(tool: str, result: CallToolResult) -> CallToolResult:
+    """Compact the JSON text and enforce the size cap."""
+    if result.structured_content is None:
+        return result
+    text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) > MAX_RESULT_CHARS:
+        return error_result(result_too_large(tool, len(text)))
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=result.structured_content)
+
+
+def result_too_large(tool: str, size: int) -> InvalidInput:
+    return InvalidInput(
+        f"{tool} result is {size} characters, over the {MAX_RESULT_CHARS} limit",
+        hint="Ask for less: a smaller limit, fewer symbols or a narrower time range.",
+        details={"size": size, "limit": MAX_RESULT_CHARS},
+    )
+
+
+def as_tool_result(tool: str, outcome: Any) -> Any:
+    if isinstance(outcome, CallToolResult) and not outcome.is_error:
+        return shape_success(tool, outcome)
+    return outcome

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+SERVER = [sys.executable, "-m", "heablcoin_mcp"]
+
+
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEABLCOIN_")}
+    env.update(HEABLCOIN_HOME=str(home), HEABLCOIN_EXCHANGE="sim", HEABLCOIN_LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `heablcoin-mcp serve` over HTTP; returns the base URL. Stopped after the test."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(transport: str, **extra: str) -> str:
+        port = free_port()
+        process = subprocess.Popen(
+            [*SERVER, "serve", "--transport", transport, "--port", str(port)],
+            env=server_env(tmp_path / "home", **extra),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        wait_for_port(port, process)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+
+from heablcoin_mcp.errors import ExchangeUnavailable, HeablError, RateLimited, RiskRejected
+from heablcoin_mcp.tools import _envelope
+
+
+def test_a_heabl_error_becomes_the_envelope_with_a_readable_line() -> None:
+    error = ExchangeUnavailable("binance did not answer", hint="Check the network or use HEABLCOIN_EXCHANGE=sim.")
+    result = _envelope.error_result(error)
+    assert result.is_error is True
+    assert result.structured_content == {
+        "error": {
+            "code": "exchange_unavailable",
+            "message": "binance did not answer",
+            "hint": "Check the network or use HEABLCOIN_EXCHANGE=sim.",
+            "retryable": True,
+        }
+    }
+    text = result.content[0]
+    assert isinstance(text, TextContent)
+    assert text.text.startswith("Error [exchange_unavailable]: binance did not answer")
+    assert "Hint: Check the network" in text.text
+
+
+def test_rate_limited_carries_retry_after_as_data() -> None:
+    error = RateLimited("slow down", retry_after=2.5)
+    assert error.to_dict()["details"] == {"retry_after_seconds": 2.5}
+    assert error.retryable is True
+
+
+def test_risk_rejection_is_not_retryable_by_default_and_can_say_otherwise() -> None:
+    assert RiskRejected("too big").retryable is False
+    assert HeablError("x", retryable=True).retryable is True
+
+
+def test_a_crash_becomes_internal_without_its_message_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    wrapped = ToolError("Error executing tool place")
+    wrapped.__cause__ = RuntimeError("db password is sk-secret-1234")
+    with caplog.at_level(logging.ERROR):
+        error = _envelope.translate("place", wrapped)
+    assert error.code == "internal"
+    assert "sk-secret" not in str(error.to_dict())
+    assert "sk-secret-1234" in caplog.text  # the traceback goes to the log (stderr), not to the client
+
+
+def test_unknown_tool_is_not_found() -> None:
+    assert _envelope.translate("nope", ToolError("Unknown tool: nope")).code == "not_found"
+
+
+def test_an_oversized_result_is_refused_with_a_hint_and_valid_json() -> None:
+    big = CallToolResult(content=[], structured_content={"rows": ["x" * 100] * 2000})
+    shaped = _envelope.shape_success("get_rows", big)
+    assert shaped.is_error is True
+    assert shaped.structured_content is not None
+    assert shaped.structured_content["error"]["code"] == "invalid_input"
+    assert shaped.structured_content["error"]["details"]["limit"] == _envelope.MAX_RESULT_CHARS
+
+
+def test_a_normal_result_is_compact_json_text() -> None:
+    shaped = _envelope.shape_success("t", CallToolResult(content=[], structured_content={"a": 1, "b": [1, 2]}))
+    text = shaped.content[0]
+    assert isinstance(text, TextContent)
+    assert text.text == '{"a":1,"b":[1,2]}'

@@ -1,0 +1,58 @@
+"""Cheap tests that pin the public surface: layering, lazy imports, README catalogue."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from heablcoin_mcp.app import App
+from heablcoin_mcp.config import TOOLSET_NAMES, Settings
+from heablcoin_mcp.server import build_server
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "heablcoin_mcp"
+
+
+def test_core_never_imports_mcp() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (PACKAGE / "core").rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+mcp\b", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == []
+
+
+def test_the_package_never_prints() -> None:
+    offenders = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if re.search(r"\bprint\(", p.read_text())]
+    assert offenders == []
+
+
+def test_heavy_libraries_are_not_imported_to_serve_tools_list() -> None:
+    probe = (
+        "import sys; import heablcoin_mcp.server, heablcoin_mcp.cli, heablcoin_mcp.http; "
+        "print(sorted(m for m in ('ccxt', 'pandas', 'talib', 'ta', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_readme_tool_reference_lists_exactly_the_registered_tools(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=TOOLSET_NAMES)  # type: ignore[call-arg]
+    async with Client(build_server(App(settings))) as client:
+        registered = {t.name for t in (await client.list_tools()).tools}
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("## Tool reference", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)`", reference, re.MULTILINE))
+    assert documented == registered
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (ROOT / ".env.example").read_text()
+    missing = [name for name in Settings.model_fields if f"HEABLCOIN_{name.upper()}" not in example]
+    assert missing == []

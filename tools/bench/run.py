@@ -1,0 +1,97 @@
+"""Benchmarks: ratios against references measured in the same run.
+
+    python tools/bench/run.py [--runs N]
+
+1. Cold start: spawn the server over stdio, initialize, tools/list, exit — heablcoin-mcp versus a
+   minimal MCPServer with one tool (the reference).
+2. Warm tools/list and get_system_health in-process, versus the minimal server's tools/list and its
+   one-line `ping` tool (so the ratio is the cost of our envelope plus the health queries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+MINIMAL_SERVER = """
+from mcp.server.mcpserver import MCPServer
+server = MCPServer("minimal")
+
+@server.tool()
+def ping() -> str:
+    return "pong"
+
+server.run()
+"""
+
+
+def env_for(home: str) -> dict[str, str]:
+    return {"HEABLCOIN_HOME": home, "HEABLCOIN_EXCHANGE": "sim", "HEABLCOIN_LOG_LEVEL": "WARNING"}
+
+
+async def cold_start(params: StdioServerParameters) -> float:
+    started = time.perf_counter()
+    async with Client(params, mode="legacy") as client:
+        await client.list_tools()
+    return time.perf_counter() - started
+
+
+async def timed(fn: Callable[[], Awaitable[object]], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def main(runs: int) -> None:
+    from heablcoin_mcp.app import App
+    from heablcoin_mcp.config import Settings
+    from heablcoin_mcp.server import build_server
+
+    with tempfile.TemporaryDirectory() as home:
+        script = Path(home) / "minimal.py"
+        script.write_text(MINIMAL_SERVER)
+        ours = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"], env=env_for(home))
+        minimal = StdioServerParameters(command=sys.executable, args=[str(script)])
+        ours_cold = statistics.median([await cold_start(ours) for _ in range(runs)])
+        minimal_cold = statistics.median([await cold_start(minimal) for _ in range(runs)])
+
+        settings = Settings(_env_file=None, home=Path(home) / "inproc", exchange="sim")  # type: ignore[call-arg]
+        app = App(settings)
+        import mcp.server.mcpserver as sdk
+
+        reference = sdk.MCPServer("minimal")
+        reference.add_tool(lambda: "pong", name="ping")
+        async with Client(build_server(app)) as client, Client(reference) as ref_client:
+            warm_ours = await timed(client.list_tools, runs * 20)
+            warm_ref = await timed(ref_client.list_tools, runs * 20)
+            health = await timed(lambda: client.call_tool("get_system_health", {}), runs * 20)
+            ping = await timed(lambda: ref_client.call_tool("ping", {}), runs * 20)
+        app.close()
+
+    rows = [
+        ("cold start → tools/list over stdio", ours_cold, "minimal MCPServer", minimal_cold),
+        ("warm tools/list (in-process)", warm_ours, "minimal MCPServer", warm_ref),
+        ("get_system_health (in-process)", health, "minimal ping tool", ping),
+    ]
+    sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, median of {runs}+ runs\n")
+    for name, value, ref_name, ref in rows:
+        sys.stdout.write(f"{name:<38} {value * 1000:9.2f} ms   {ref_name:<20} {ref * 1000:9.3f} ms   "
+                         f"ratio {value / ref:6.2f}x\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    anyio.run(main, parser.parse_args().runs)
