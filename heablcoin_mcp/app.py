@@ -14,6 +14,9 @@ import anyio
 from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.clock import Clock, SystemClock
+from heablcoin_mcp.core.market.cache import TTLCache
+from heablcoin_mcp.core.market.models import MarketData
+from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.monitor.health import (
     ComponentHealth,
     DatabaseInfo,
@@ -26,10 +29,17 @@ log = logging.getLogger(__name__)
 
 
 class App:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, market_source: MarketData | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path, synchronous=settings.db_synchronous)
+        self.market = MarketService(
+            market_source or build_market_source(settings, self.clock),
+            TTLCache(self.clock, max_bytes=settings.market_cache_mb * 1024 * 1024),
+            self.clock,
+        )
         self._started_at: float | None = None
         self._users = 0
         self._lock = anyio.Lock()
@@ -49,7 +59,7 @@ class App:
         async with self._lock:
             self._users -= 1
             if self._users == 0:
-                self.close()
+                await self.aclose()
 
     def _start(self) -> None:
         applied = self.db.migrate()
@@ -58,9 +68,11 @@ class App:
                  self.db.path, self.db.schema_version(), applied, self.settings.exchange,
                  self.settings.trading_mode)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Stop every service; safe to call twice."""
         if self.started:
             self._started_at = None
+            await self.market.source.close()
             self.db.close()
             log.info("stopped")
 
@@ -72,7 +84,7 @@ class App:
 
     def health(self) -> SystemHealth:
         database, database_health = self._database_health()
-        components = [database_health]
+        components = [database_health, self.market.health()]
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
         return SystemHealth(
             status=overall(components),
@@ -104,3 +116,18 @@ class App:
             detail = f"schema v{info.schema_version}, expected v{expected}"
             return info, ComponentHealth(name="database", status="degraded", detail=detail)
         return info, ComponentHealth(name="database", status="ok", detail=f"schema v{expected}")
+
+
+def build_market_source(settings: Settings, clock: Clock) -> MarketData:
+    if settings.exchange == "sim":
+        from heablcoin_mcp.core.market.sim import SimMarketData
+
+        return SimMarketData(clock)
+    from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, Proxies
+
+    return CcxtMarketData(
+        settings.exchange,
+        market_type=settings.market_type,
+        proxies=Proxies(http=settings.http_proxy, https=settings.https_proxy, socks=settings.socks_proxy),
+        timeout_seconds=settings.exchange_timeout,
+    )

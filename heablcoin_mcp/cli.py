@@ -72,7 +72,8 @@ def serve(settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        app.close()
+        if app.started:
+            anyio.run(app.aclose)
     return 0
 
 

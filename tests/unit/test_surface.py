@@ -52,6 +52,23 @@ async def test_readme_tool_reference_lists_exactly_the_registered_tools(tmp_path
     assert documented == registered
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_every_tool_has_title_description_annotations_and_a_result_model(tmp_path: Path, mode: str) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim")  # type: ignore[call-arg]
+    async with Client(build_server(App(settings)), mode=mode) as client:  # type: ignore[arg-type]
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        assert tool.title, tool.name
+        assert tool.description and len(tool.description) > 80, tool.name
+        hints = tool.annotations
+        assert hints is not None and hints.read_only_hint is not None and hints.open_world_hint is not None
+        assert hints.read_only_hint or hints.destructive_hint is not None, tool.name
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object", tool.name
+        for name, prop in tool.input_schema.get("properties", {}).items():
+            assert prop.get("description"), f"{tool.name}.{name} has no description"
+
+
 def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     missing = [name for name in Settings.model_fields if f"HEABLCOIN_{name.upper()}" not in example]

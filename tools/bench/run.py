@@ -78,7 +78,7 @@ async def main(runs: int) -> None:
             warm_ref = await timed(ref_client.list_tools, runs * 20)
             health = await timed(lambda: client.call_tool("get_system_health", {}), runs * 20)
             ping = await timed(lambda: ref_client.call_tool("ping", {}), runs * 20)
-        app.close()
+        await app.aclose()
 
     rows = [
         ("cold start → tools/list over stdio", ours_cold, "minimal MCPServer", minimal_cold),

@@ -1,0 +1,339 @@
+"""An offline, seeded, deterministic market: the same seed and time always give the same candles.
+
+How the prices are made:
+- Daily layer: a mean-reverting log price (so levels stay plausible for years) driven by a regime
+  chain — normal, high and low volatility, crash and rally episodes — with volatility clustering.
+- Minute layer: each day's 1,440 one-minute prices are a Brownian bridge from the day's open to its
+  close, with an intraday volatility envelope. Every timeframe is aggregated from these minutes
+  (days from day summaries), so the 1h and 4h charts always agree.
+- Now: the candle containing the clock's time is partial; its close moves with wall-clock time.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.market.models import (
+    TIMEFRAME_SECONDS,
+    Candle,
+    Derivatives,
+    MarketInfo,
+    OrderBook,
+    Ticker,
+    Trade,
+)
+
+EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z: the first simulated candle
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+MINUTES_PER_DAY = 1440
+MEAN_REVERSION_PER_DAY = 1 / 40  # half-life of about four weeks: levels stay plausible for years
+TAKER_FEE = 0.001
+MAKER_FEE = 0.001
+
+
+@dataclass(frozen=True)
+class SimSymbol:
+    base: str
+    anchor_price: float
+    daily_vol: float
+    price_tick: float
+    amount_step: float
+    volume_per_minute: float  # base units
+
+    @property
+    def symbol(self) -> str:
+        return f"{self.base}/USDT"
+
+
+SYMBOLS: tuple[SimSymbol, ...] = (
+    SimSymbol("BTC", 65_000.0, 0.030, 0.01, 0.00001, 12.0),
+    SimSymbol("ETH", 3_200.0, 0.040, 0.01, 0.0001, 150.0),
+    SimSymbol("SOL", 150.0, 0.055, 0.01, 0.001, 2_500.0),
+    SimSymbol("BNB", 600.0, 0.035, 0.1, 0.001, 300.0),
+    SimSymbol("XRP", 0.6, 0.045, 0.0001, 0.1, 400_000.0),
+    SimSymbol("DOGE", 0.15, 0.060, 0.00001, 1.0, 2_000_000.0),
+)
+
+# regime: (volatility multiplier, drift in daily sigmas, mean duration in days, weight when drawn)
+REGIMES: dict[str, tuple[float, float, float, float]] = {
+    "normal": (1.0, 0.0, 20.0, 0.45),
+    "high_volatility": (1.7, 0.0, 8.0, 0.15),
+    "low_volatility": (0.45, 0.0, 15.0, 0.2),
+    "crash": (1.8, -1.5, 4.0, 0.08),
+    "rally": (1.4, 0.8, 7.0, 0.12),
+}
+
+
+def _seed(*parts: object) -> int:
+    return zlib.crc32(":".join(str(p) for p in parts).encode())
+
+
+@dataclass
+class _Days:
+    """Per-day closes (log), volatility and regime, from the epoch up to some day."""
+
+    log_close: np.ndarray
+    vol: np.ndarray
+    regime: list[str]
+
+
+class SimMarketData:
+    name = "sim"
+    simulated = True
+
+    def __init__(self, clock: Clock, *, seed: int = 7, minute_cache_days: int = 64) -> None:
+        self.clock = clock
+        self.seed = seed
+        self._specs = {s.symbol: s for s in SYMBOLS}
+        self._days: dict[str, _Days] = {}
+        self._minutes: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._day_summary: dict[tuple[str, int], tuple[float, float, float, float, float]] = {}
+        self._minute_cache_days = minute_cache_days
+
+    # --- the MarketData protocol -------------------------------------------------------------
+
+    async def markets(self) -> dict[str, MarketInfo]:
+        return {
+            s.symbol: MarketInfo(
+                symbol=s.symbol, base=s.base, quote="USDT", type="spot", active=True,
+                price_tick=s.price_tick, amount_step=s.amount_step, min_amount=s.amount_step,
+                min_notional=5.0, maker_fee=MAKER_FEE, taker_fee=TAKER_FEE,
+            )
+            for s in SYMBOLS
+        }
+
+    async def timeframes(self) -> list[str]:
+        return list(TIMEFRAME_SECONDS)
+
+    async def ohlcv(self, symbol: str, timeframe: str, limit: int, since: int | None = None) -> list[Candle]:
+        return self.candles(symbol, timeframe, limit, since)
+
+    async def ticker(self, symbol: str) -> Ticker:
+        now = self._now_ms()
+        last = self.price_at(symbol, now)
+        day = self.candles(symbol, "1m", MINUTES_PER_DAY, now - DAY_MS)
+        spec = self._specs[symbol]
+        half_spread = max(spec.price_tick, last * 0.00005)
+        open_24h = day[0][1]
+        base_volume = sum(c[5] for c in day)
+        return Ticker(
+            symbol=symbol, timestamp=now, last=last,
+            bid=_round_to(last - half_spread, spec.price_tick), ask=_round_to(last + half_spread, spec.price_tick),
+            high_24h=max(c[2] for c in day), low_24h=min(c[3] for c in day), open_24h=open_24h,
+            change_24h_pct=(last / open_24h - 1) * 100, base_volume_24h=base_volume,
+            quote_volume_24h=sum(c[4] * c[5] for c in day),
+        )
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBook:
+        now = self._now_ms()
+        ticker = await self.ticker(symbol)
+        spec = self._specs[symbol]
+        rng = np.random.default_rng(_seed(self.seed, symbol, "book", now // 1000))
+        step = max(spec.price_tick, ticker.last * 0.0001)
+        sizes = spec.volume_per_minute * 0.05 * (1 + np.arange(depth) * 0.15) * rng.lognormal(0, 0.5, (2, depth))
+        assert ticker.bid is not None and ticker.ask is not None
+        bids = [(_round_to(ticker.bid - i * step, spec.price_tick), _round_to(float(sizes[0, i]), spec.amount_step))
+                for i in range(depth)]
+        asks = [(_round_to(ticker.ask + i * step, spec.price_tick), _round_to(float(sizes[1, i]), spec.amount_step))
+                for i in range(depth)]
+        return OrderBook(symbol=symbol, timestamp=now, bids=bids, asks=asks)
+
+    async def trades(self, symbol: str, limit: int) -> list[Trade]:
+        now = self._now_ms()
+        minutes = self.candles(symbol, "1m", max(1, math.ceil(limit / 20)) + 1, None)
+        spec = self._specs[symbol]
+        trades: list[Trade] = []
+        for candle in minutes:
+            rng = np.random.default_rng(_seed(self.seed, symbol, "trades", int(candle[0])))
+            count = 20
+            offsets = np.sort(rng.integers(0, MINUTE_MS, count))
+            for offset, u, side in zip(offsets, rng.random(count), rng.random(count) < 0.5, strict=True):
+                ts = int(candle[0] + offset)
+                if ts > now:
+                    break
+                price = candle[3] + (candle[2] - candle[3]) * float(u)
+                amount = float(rng.lognormal(0, 1)) * spec.volume_per_minute / count
+                trades.append(Trade(timestamp=ts, side="buy" if side else "sell",
+                                    price=_round_to(price, spec.price_tick),
+                                    amount=max(spec.amount_step, _round_to(amount, spec.amount_step))))
+        return trades[-limit:]
+
+    async def derivatives(self, symbol: str) -> Derivatives:
+        now = self._now_ms()
+        last = self.price_at(symbol, now)
+        ago_8h = self.price_at(symbol, now - 8 * 3_600_000)
+        ago_24h = self.price_at(symbol, now - DAY_MS)
+        spec = self._specs[symbol]
+        funding = float(np.clip(0.0001 + (last / ago_8h - 1) * 0.05, -0.0075, 0.0075))
+        phase = (now - EPOCH_MS) / DAY_MS / 30 * 2 * math.pi
+        open_interest = spec.volume_per_minute * 4_000 * (1 + 0.25 * math.sin(phase))
+        next_funding = (now // (8 * 3_600_000) + 1) * 8 * 3_600_000
+        return Derivatives(
+            symbol=f"{symbol}:USDT", funding_rate=round(funding, 8), next_funding_time=next_funding,
+            mark_price=last, open_interest=round(open_interest, 3), open_interest_value=round(open_interest * last, 2),
+            long_short_ratio=round(1 + math.tanh((last / ago_24h - 1) * 8), 4),
+        )
+
+    async def close(self) -> None:
+        self._minutes.clear()
+
+    # --- the generator ---------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    def price_at(self, symbol: str, ts: int) -> float:
+        """The price at an instant: interpolated within its minute, so it moves every second."""
+        minute = (ts - EPOCH_MS) // MINUTE_MS
+        day, index = divmod(minute, MINUTES_PER_DAY)
+        path = self._minute_closes(symbol, int(day))
+        close = path[index]
+        open_ = path[index - 1] if index else self._day_open(symbol, int(day))
+        fraction = ((ts - EPOCH_MS) % MINUTE_MS) / MINUTE_MS
+        return _round_to(float(open_ + (close - open_) * fraction), self._specs[symbol].price_tick)
+
+    def candles(self, symbol: str, timeframe: str, limit: int, since: int | None) -> list[Candle]:
+        now = self._now_ms()
+        tf_ms = TIMEFRAME_SECONDS[timeframe] * 1000
+        newest_start = (now // tf_ms) * tf_ms
+        first = max(EPOCH_MS, (since + tf_ms - 1) // tf_ms * tf_ms if since is not None
+                    else newest_start - (limit - 1) * tf_ms)
+        first = max(first, -(-EPOCH_MS // tf_ms) * tf_ms)
+        starts = range(first, min(newest_start, first + (limit - 1) * tf_ms) + 1, tf_ms)
+        if tf_ms >= DAY_MS:
+            return [self._aggregate_days(symbol, start, tf_ms, now) for start in starts]
+        return [self._aggregate_minutes(symbol, start, tf_ms, now) for start in starts]
+
+    def _aggregate_minutes(self, symbol: str, start: int, tf_ms: int, now: int) -> Candle:
+        day, first = divmod((start - EPOCH_MS) // MINUTE_MS, MINUTES_PER_DAY)
+        day, first = int(day), int(first)
+        count = tf_ms // MINUTE_MS
+        closes = self._minute_closes(symbol, day)
+        lows, highs, volumes = self._minute_extras(symbol, day)
+        done = min(count, max(0, (now - start) // MINUTE_MS))  # completed minutes in this candle
+        open_ = closes[first - 1] if first else self._day_open(symbol, day)
+        sl = slice(first, first + done)
+        high = float(highs[sl].max()) if done else open_
+        low = float(lows[sl].min()) if done else open_
+        close = float(closes[first + done - 1]) if done else open_
+        volume = float(volumes[sl].sum())
+        if done < count:  # the open candle: add the running minute up to now
+            price = self.price_at(symbol, now)
+            high, low, close = max(high, price), min(low, price), price
+            volume += float(volumes[first + done]) * ((now - EPOCH_MS) % MINUTE_MS) / MINUTE_MS
+        tick = self._specs[symbol].price_tick
+        return [float(start), _round_to(float(open_), tick), _round_to(high, tick), _round_to(low, tick),
+                _round_to(close, tick), round(volume, 6)]
+
+    def _aggregate_days(self, symbol: str, start: int, tf_ms: int, now: int) -> Candle:
+        first_day = (start - EPOCH_MS) // DAY_MS
+        last_day = min((start + tf_ms - EPOCH_MS) // DAY_MS, (now - EPOCH_MS) // DAY_MS + 1)
+        rows = []
+        for day in range(max(0, first_day), last_day):
+            day_start = EPOCH_MS + day * DAY_MS
+            if day_start + DAY_MS <= now:
+                rows.append(self._day_candle(symbol, day))
+            else:
+                rows.append(self._aggregate_minutes(symbol, day_start, DAY_MS, now)[1:])
+        open_, close = rows[0][0], rows[-1][3]
+        return [float(start), open_, max(r[1] for r in rows), min(r[2] for r in rows), close,
+                round(sum(r[4] for r in rows), 6)]
+
+    def _day_candle(self, symbol: str, day: int) -> list[float]:
+        key = (symbol, day)
+        if key not in self._day_summary:
+            closes = self._minute_closes(symbol, day)
+            lows, highs, volumes = self._minute_extras(symbol, day)
+            tick = self._specs[symbol].price_tick
+            self._day_summary[key] = (
+                _round_to(self._day_open(symbol, day), tick), _round_to(float(highs.max()), tick),
+                _round_to(float(lows.min()), tick), _round_to(float(closes[-1]), tick), round(float(volumes.sum()), 6),
+            )
+        return list(self._day_summary[key])
+
+    def _daily(self, symbol: str, day: int) -> _Days:
+        days = self._days.get(symbol)
+        if days is None or len(days.log_close) <= day + 1:
+            days = self._make_days(symbol, max(day + 366, 2_600))
+            self._days[symbol] = days
+        return days
+
+    def _make_days(self, symbol: str, count: int) -> _Days:
+        spec = self._specs[symbol]
+        rng = np.random.default_rng(_seed(self.seed, symbol, "days"))
+        names = list(REGIMES)
+        weights = np.array([REGIMES[n][3] for n in names])
+        regimes: list[str] = []
+        while len(regimes) < count:
+            name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+            regimes.extend([name] * max(1, int(rng.exponential(REGIMES[name][2]))))
+        regimes = regimes[:count]
+        shocks = rng.standard_normal(count)
+        cluster = np.exp(np.convolve(rng.standard_normal(count) * 0.15, np.ones(5) / np.sqrt(5), mode="same"))
+        anchor = math.log(spec.anchor_price)
+        log_close = np.empty(count)
+        vol = np.empty(count)
+        x = anchor
+        for i, name in enumerate(regimes):
+            multiplier, drift, _, _ = REGIMES[name]
+            vol[i] = spec.daily_vol * multiplier * cluster[i]
+            x += MEAN_REVERSION_PER_DAY * (anchor - x) + drift * spec.daily_vol + vol[i] * shocks[i]
+            log_close[i] = x
+        return _Days(log_close=log_close, vol=vol, regime=regimes)
+
+    def _day_open(self, symbol: str, day: int) -> float:
+        days = self._daily(symbol, day)
+        anchor = self._specs[symbol].anchor_price
+        return math.exp(days.log_close[day - 1]) if day else anchor
+
+    def _minute_closes(self, symbol: str, day: int) -> np.ndarray:
+        key = (symbol, day)
+        cached = self._minutes.get(key)
+        if cached is not None:
+            self._minutes.move_to_end(key)
+            return cached[0]
+        days = self._daily(symbol, day)
+        rng = np.random.default_rng(_seed(self.seed, symbol, "minutes", day))
+        start = math.log(self._day_open(symbol, day))
+        end = float(days.log_close[day])
+        sigma = float(days.vol[day]) / math.sqrt(MINUTES_PER_DAY)
+        envelope = np.exp(np.convolve(rng.standard_normal(MINUTES_PER_DAY) * 0.5, np.ones(60) / np.sqrt(60), "same"))
+        envelope /= np.sqrt(np.mean(envelope**2))
+        steps = rng.standard_normal(MINUTES_PER_DAY) * sigma * envelope
+        walk = np.cumsum(steps)
+        t = np.arange(1, MINUTES_PER_DAY + 1) / MINUTES_PER_DAY
+        log_path = start + (end - start) * t + walk - t * walk[-1]
+        closes = np.exp(log_path)
+        opens = np.concatenate(([math.exp(start)], closes[:-1]))
+        wiggle = np.abs(rng.standard_normal((2, MINUTES_PER_DAY))) * sigma * envelope * 0.6
+        highs = np.maximum(opens, closes) * np.exp(wiggle[0])
+        lows = np.minimum(opens, closes) * np.exp(-wiggle[1])
+        spec = self._specs[symbol]
+        activity = np.abs(steps) / sigma
+        volumes = spec.volume_per_minute * (0.4 + activity) * envelope * rng.lognormal(0, 0.35, MINUTES_PER_DAY)
+        self._minutes[key] = np.stack([closes, lows, highs, volumes])
+        while len(self._minutes) > self._minute_cache_days:
+            self._minutes.popitem(last=False)
+        return closes
+
+    def _minute_extras(self, symbol: str, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._minute_closes(symbol, day)
+        stacked = self._minutes[(symbol, day)]
+        return stacked[1], stacked[2], stacked[3]
+
+    def regime_on(self, symbol: str, ts: int) -> str:
+        """The generator's own regime label for a day (lets tests check the detector)."""
+        day = (ts - EPOCH_MS) // DAY_MS
+        return self._daily(symbol, int(day)).regime[int(day)]
+
+
+def _round_to(value: float, step: float) -> float:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return round(round(value / step) * step, decimals)

@@ -1,0 +1,250 @@
+"""A loopback fake of Binance's public REST API, so real ccxt request building and parsing run.
+
+It answers spot ``/api/v3/*``, USDⓈ-M futures ``/fapi/v1/*`` and ``/futures/data/*`` in Binance's
+own JSON shapes, replays recorded candles as if they were live (shifted so the newest candle is the
+current one), records every request, and can be told to fail the next requests with an HTTP status
+or to stall past the client's timeout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
+
+
+def load_candles(name: str) -> list[list[float]]:
+    with (FIXTURES / name).open() as fh:
+        return [[float(row[k]) for k in ("timestamp", "open", "high", "low", "close", "volume")]
+                for row in csv.DictReader(fh)]
+
+
+@dataclass
+class FakeMarket:
+    base: str
+    quote: str
+    candles: list[list[float]]  # 5m rows [ts, o, h, l, c, v]
+    tick: str = "0.0001"
+    step: str = "0.1"
+    perpetual: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.base + self.quote
+
+
+@dataclass
+class Fault:
+    status: int | None = None
+    stall_seconds: float = 0.0
+    body: str = "Internal error"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeBinance:
+    def __init__(self, markets: list[FakeMarket] | None = None) -> None:
+        self.markets = {m.id: m for m in (markets or default_markets())}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeBinance:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, count: int, fault: Fault) -> None:
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    # --- request handling ------------------------------------------------------------------------
+
+    def _take_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                fake.requests.append((parts.path, query))
+                fault = fake._take_fault()
+                if fault is not None:
+                    time.sleep(fault.stall_seconds)
+                    if fault.status is not None:
+                        self._send(fault.status, fault.body, fault.headers)
+                        return
+                status, payload = fake.route(parts.path, query)
+                self._send(status, json.dumps(payload), {"Content-Type": "application/json"})
+
+            def _send(self, status: int, body: str, headers: dict[str, str]) -> None:
+                data = body.encode()
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+        return Handler
+
+    def route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        routes = {
+            "/api/v3/exchangeInfo": lambda: self.exchange_info(futures=False),
+            "/fapi/v1/exchangeInfo": lambda: self.exchange_info(futures=True),
+            "/dapi/v1/exchangeInfo": lambda: {"timezone": "UTC", "serverTime": now_ms(), "symbols": []},
+            "/api/v3/klines": lambda: self.klines(query),
+            "/api/v3/ticker/24hr": lambda: self.ticker(query),
+            "/api/v3/depth": lambda: self.depth(query),
+            "/api/v3/aggTrades": lambda: self.agg_trades(query),
+            "/fapi/v1/premiumIndex": lambda: self.premium_index(query),
+            "/fapi/v1/openInterest": lambda: self.open_interest(query),
+            "/futures/data/globalLongShortAccountRatio": lambda: self.long_short(query),
+        }
+        if path not in routes:
+            return 404, {"code": -1, "msg": f"fake binance has no {path}"}
+        market_id = query.get("symbol")
+        if market_id is not None and market_id not in self.markets:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        return 200, routes[path]()
+
+    # --- Binance payloads ------------------------------------------------------------------------
+
+    def exchange_info(self, futures: bool) -> dict[str, Any]:
+        symbols = []
+        for m in self.markets.values():
+            if futures and not m.perpetual:
+                continue
+            filters = [
+                {"filterType": "PRICE_FILTER", "minPrice": m.tick, "maxPrice": "1000000", "tickSize": m.tick},
+                {"filterType": "LOT_SIZE", "minQty": m.step, "maxQty": "9000000", "stepSize": m.step},
+                {"filterType": "NOTIONAL" if not futures else "MIN_NOTIONAL", "minNotional": "5", "notional": "5"},
+            ]
+            entry: dict[str, Any] = {
+                "symbol": m.id, "status": "TRADING", "baseAsset": m.base, "quoteAsset": m.quote,
+                "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
+                "orderTypes": ["LIMIT", "MARKET", "STOP_LOSS_LIMIT"], "filters": filters,
+            }
+            if futures:
+                entry.update(pair=m.id, contractType="PERPETUAL", deliveryDate=4133404800000,
+                             onboardDate=1569398400000, marginAsset=m.quote, pricePrecision=4, quantityPrecision=1,
+                             underlyingType="COIN", timeInForce=["GTC"])
+            else:
+                entry.update(isSpotTradingAllowed=True, isMarginTradingAllowed=False, permissions=[],
+                             permissionSets=[["SPOT"]])
+            symbols.append(entry)
+        return {"timezone": "UTC", "serverTime": now_ms(), "rateLimits": [], "symbols": symbols}
+
+    def live_candles(self, market_id: str) -> list[list[float]]:
+        """The recorded 5m candles, shifted so the last one is the current 5m candle."""
+        rows = self.markets[market_id].candles
+        shift = (now_ms() // 300_000) * 300_000 - int(rows[-1][0])
+        return [[row[0] + shift, *row[1:]] for row in rows]
+
+    def klines(self, query: dict[str, str]) -> list[list[Any]]:
+        interval = query.get("interval", "5m")
+        if interval != "5m":
+            raise ValueError("the fake exchange records 5m candles only")
+        rows = self.live_candles(query["symbol"])
+        limit = min(int(query.get("limit", 500)), 1000)
+        start = int(query.get("startTime", 0))
+        rows = [r for r in rows if r[0] >= start][:limit] if start else rows[-limit:]
+        return [[int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), int(r[0]) + 299_999,
+                 str(r[4] * r[5]), 100, "0", "0", "0"] for r in rows]
+
+    def ticker(self, query: dict[str, str]) -> dict[str, Any]:
+        rows = self.live_candles(query["symbol"])[-288:]
+        last, first = rows[-1], rows[0]
+        return {
+            "symbol": query["symbol"], "priceChange": str(last[4] - first[1]),
+            "priceChangePercent": str(round((last[4] / first[1] - 1) * 100, 3)), "weightedAvgPrice": str(last[4]),
+            "prevClosePrice": str(first[1]), "lastPrice": str(last[4]), "lastQty": "1",
+            "bidPrice": str(last[4] * 0.9999), "bidQty": "10", "askPrice": str(last[4] * 1.0001), "askQty": "10",
+            "openPrice": str(first[1]),
+            "highPrice": str(max(r[2] for r in rows)), "lowPrice": str(min(r[3] for r in rows)),
+            "volume": str(sum(r[5] for r in rows)), "quoteVolume": str(sum(r[5] * r[4] for r in rows)),
+            "openTime": int(first[0]), "closeTime": now_ms(), "firstId": 1, "lastId": 100, "count": 100,
+        }
+
+    def depth(self, query: dict[str, str]) -> dict[str, Any]:
+        last = self.live_candles(query["symbol"])[-1][4]
+        limit = int(query.get("limit", 100))
+        return {
+            "lastUpdateId": 1,
+            "bids": [[f"{last * (1 - 0.0001 * (i + 1)):.6f}", f"{10 + i}"] for i in range(limit)],
+            "asks": [[f"{last * (1 + 0.0001 * (i + 1)):.6f}", f"{5 + i}"] for i in range(limit)],
+        }
+
+    def agg_trades(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        last = self.live_candles(query["symbol"])[-1][4]
+        limit = int(query.get("limit", 500))
+        start = now_ms() - limit * 1000
+        return [{"a": i, "p": str(last), "q": "1.5", "f": i, "l": i, "T": start + i * 1000, "m": i % 2 == 0,
+                 "M": True} for i in range(limit)]
+
+    def premium_index(self, query: dict[str, str]) -> dict[str, Any]:
+        last = self.live_candles(query["symbol"])[-1][4]
+        return {"symbol": query["symbol"], "markPrice": str(last), "indexPrice": str(last),
+                "estimatedSettlePrice": str(last), "lastFundingRate": "0.00012", "interestRate": "0.0001",
+                "nextFundingTime": (now_ms() // 28_800_000 + 1) * 28_800_000, "time": now_ms()}
+
+    def open_interest(self, query: dict[str, str]) -> dict[str, Any]:
+        return {"openInterest": "123456.7", "symbol": query["symbol"], "time": now_ms()}
+
+    def long_short(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        return [{"symbol": query["symbol"], "longShortRatio": "1.8500", "longAccount": "0.6491",
+                 "shortAccount": "0.3509", "timestamp": now_ms() - 300_000}]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def default_markets() -> list[FakeMarket]:
+    return [
+        FakeMarket("XRP", "USDT", load_candles("xrp_usdt_perp_5m.csv"), perpetual=True),
+        FakeMarket("ETH", "BTC", load_candles("eth_btc_5m.csv"), tick="0.000001", step="0.001"),
+    ]
+
+
+@contextmanager
+def running_fake_binance(markets: list[FakeMarket] | None = None) -> Iterator[FakeBinance]:
+    fake = FakeBinance(markets).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

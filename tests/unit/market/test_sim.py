@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from heablcoin_mcp.core.market.sim import DAY_MS, EPOCH_MS, SimMarketData
+from tests.fakes.clock import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_same_seed_and_time_give_the_same_market() -> None:
+    a, b = SimMarketData(ManualClock()), SimMarketData(ManualClock())
+    assert a.candles("ETH/USDT", "15m", 200, None) == b.candles("ETH/USDT", "15m", 200, None)
+    other = SimMarketData(ManualClock(), seed=8)
+    assert other.candles("ETH/USDT", "15m", 200, None) != a.candles("ETH/USDT", "15m", 200, None)
+
+
+@pytest.mark.parametrize(("small", "big", "ratio"), [("1h", "4h", 4), ("1h", "1d", 24), ("1d", "1w", 7)])
+def test_timeframes_agree_with_each_other(small: str, big: str, ratio: int) -> None:
+    sim = SimMarketData(ManualClock())
+    bigs = sim.candles("BTC/USDT", big, 6, None)[:-1]  # closed candles only
+    smalls = sim.candles("BTC/USDT", small, ratio * 40, int(bigs[0][0]))
+    for candle in bigs:
+        parts = [c for c in smalls if candle[0] <= c[0] < candle[0] + (smalls[1][0] - smalls[0][0]) * ratio]
+        assert len(parts) == ratio
+        assert candle[1] == parts[0][1] and candle[4] == parts[-1][4]
+        assert candle[2] == max(p[2] for p in parts) and candle[3] == min(p[3] for p in parts)
+        assert candle[5] == pytest.approx(sum(p[5] for p in parts), rel=1e-6)
+
+
+def test_the_open_candle_moves_with_the_clock_and_closed_ones_never_change() -> None:
+    clock = ManualClock()
+    sim = SimMarketData(clock)
+    before = sim.candles("SOL/USDT", "1h", 50, None)
+    clock.advance(37)
+    after = sim.candles("SOL/USDT", "1h", 50, None)
+    assert after[:-1] == before[:-1]
+    assert after[-1][0] == before[-1][0] and after[-1][4] != before[-1][4]
+    clock.advance(3600)
+    later = sim.candles("SOL/USDT", "1h", 50, None)
+    assert later[-3] == after[-2]  # what closed stays as it was
+
+
+def test_history_has_clustered_volatility_crashes_and_rallies() -> None:
+    sim = SimMarketData(ManualClock())
+    days = np.array(sim.candles("BTC/USDT", "1d", 2000, None))
+    returns = np.diff(np.log(days[:, 4]))
+    magnitude = np.abs(returns) - np.abs(returns).mean()
+    autocorrelation = float(np.dot(magnitude[1:], magnitude[:-1]) / np.dot(magnitude, magnitude))
+    assert autocorrelation > 0.1
+    weekly = days[7:, 4] / days[:-7, 4] - 1
+    assert weekly.min() <= -0.15 and weekly.max() >= 0.10
+    regimes = {sim.regime_on("BTC/USDT", EPOCH_MS + d * DAY_MS) for d in range(2000)}
+    assert {"crash", "rally", "high_volatility", "low_volatility", "normal"} <= regimes
+
+
+def test_candles_never_start_before_the_epoch() -> None:
+    sim = SimMarketData(ManualClock())
+    rows = sim.candles("BTC/USDT", "1d", 10, EPOCH_MS - 30 * DAY_MS)
+    assert rows[0][0] == EPOCH_MS
+
+
+async def test_ticker_book_and_trades_sit_around_the_same_price() -> None:
+    sim = SimMarketData(ManualClock())
+    ticker = await sim.ticker("BTC/USDT")
+    book = await sim.order_book("BTC/USDT", 5)
+    trades = await sim.trades("BTC/USDT", 30)
+    candle = sim.candles("BTC/USDT", "1m", 1, None)[-1]
+    assert ticker.last == candle[4]
+    assert book.bids[0][0] == ticker.bid and book.asks[0][0] == ticker.ask
+    assert all(abs(t.price / ticker.last - 1) < 0.02 for t in trades)
