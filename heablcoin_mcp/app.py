@@ -13,6 +13,8 @@ import anyio
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings
+from heablcoin_mcp.core.analysis.reports import RegimeThresholds
+from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.models import MarketData
@@ -39,6 +41,17 @@ class App:
             market_source or build_market_source(settings, self.clock),
             TTLCache(self.clock, max_bytes=settings.market_cache_mb * 1024 * 1024),
             self.clock,
+        )
+        self.analysis = AnalysisService(
+            self.market,
+            TTLCache(self.clock, max_bytes=32 * 1024 * 1024),
+            RegimeThresholds(
+                crash_change_pct=settings.regime_crash_change_pct,
+                rally_change_pct=settings.regime_rally_change_pct,
+                high_vol_daily_pct=settings.regime_high_vol_daily_pct,
+                low_vol_daily_pct=settings.regime_low_vol_daily_pct,
+                window_days=settings.regime_window_days,
+            ),
         )
         self._started_at: float | None = None
         self._users = 0

@@ -22,7 +22,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("market", "system")
+TOOLSET_NAMES: tuple[str, ...] = ("analysis", "market", "system")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     market_type: Literal["spot", "swap"] = "spot"
     exchange_timeout: float = Field(10.0, gt=0, le=120, description="seconds per exchange request")
     market_cache_mb: int = Field(64, ge=1, le=4096)
+    regime_crash_change_pct: float = Field(-15.0, lt=0)
+    regime_rally_change_pct: float = Field(10.0, gt=0)
+    regime_high_vol_daily_pct: float = Field(6.0, gt=0)
+    regime_low_vol_daily_pct: float = Field(1.5, gt=0)
+    regime_window_days: float = Field(7.0, gt=0, le=365)
     trading_mode: Literal["paper", "live"] = "paper"
     transport: Transport = "stdio"
     host: str = "127.0.0.1"

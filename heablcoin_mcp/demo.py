@@ -75,6 +75,19 @@ async def step_market(client: Client, out: TextIO) -> None:
     out.write(f"get_ticker BTCUSD → {wrong['code']}: {wrong['message']}. {wrong['hint']}\n")
 
 
+async def step_analysis(client: Client, out: TextIO) -> None:
+    analysis = structured(await client.call_tool("market_analysis", {"symbol": "BTC/USDT", "timeframe": "4h"}))
+    out.write("market_analysis BTC/USDT 4h →\n")
+    for line in analysis["summary"]:
+        out.write(f"  {line}\n")
+    scan = structured(await client.call_tool("scan_market", {"symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+                                                             "timeframe": "1d"}))
+    out.write("scan_market 1d, sorted by 24h change:\n")
+    for row in scan["rows"]:
+        out.write(f"  {row['symbol']:<9} {row['change_24h_pct']:+6.2f}%  RSI {row['rsi']:5.1f}  "
+                  f"{row['regime']:<15} {row['bias']}\n")
+
+
 async def step_bad_input(client: Client, out: TextIO) -> None:
     result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
     out.write("Nonsense gets a clear error envelope, never a crash:\n")
@@ -86,6 +99,7 @@ TOUR: list[tuple[str, Step]] = [
     ("Is it healthy, and is it paper trading?", step_health),
     ("How is it configured?", step_config),
     ("What is the market doing?", step_market),
+    ("Analyse BTC/USDT on the 4h", step_analysis),
     ("What happens with bad input?", step_bad_input),
 ]
 

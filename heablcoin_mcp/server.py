@@ -12,7 +12,7 @@ from mcp.types import CallToolResult, InputRequiredResult
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
-from heablcoin_mcp.tools import _envelope, market, system
+from heablcoin_mcp.tools import _envelope, analysis, market, system
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -22,6 +22,7 @@ get_system_health to see the trading mode and whether the market is simulated.""
 
 # Every name in config.TOOLSET_NAMES, mapped to its register(); a surface test keeps the two equal.
 TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
+    "analysis": analysis.register,
     "market": market.register,
     "system": system.register,
 }

@@ -44,5 +44,8 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "Connected to heablcoin-mcp" in out
     assert "get_system_health → status ok" in out and "paper trading on sim (simulated)" in out
     assert "validate_config → OK" in out
+    assert "get_ticker BTC/USDT → last" in out and "Did you mean BTC/USDT" in out
+    assert "market_analysis BTC/USDT 4h" in out and "Signals lean" in out and "simulated data" in out
+    assert "scan_market 1d" in out
     assert '"code": "invalid_input"' in out
     assert not (tmp_path / "ignored").exists()  # the demo uses its own temporary home

@@ -1,6 +1,6 @@
 """Benchmarks: ratios against references measured in the same run.
 
-    python tools/bench/run.py [--runs N]
+    python tools/bench/run.py [--runs N] [--only foundation|analysis]
 
 1. Cold start: spawn the server over stdio, initialize, tools/list, exit — heablcoin-mcp versus a
    minimal MCPServer with one tool (the reference).
@@ -22,6 +22,8 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # so `tools.bench` and `tests.fakes` import
+
 MINIMAL_SERVER = """
 from mcp.server.mcpserver import MCPServer
 server = MCPServer("minimal")
@@ -34,8 +36,9 @@ server.run()
 """
 
 
-def env_for(home: str) -> dict[str, str]:
-    return {"HEABLCOIN_HOME": home, "HEABLCOIN_EXCHANGE": "sim", "HEABLCOIN_LOG_LEVEL": "WARNING"}
+def env_for(home: str, exchange: str) -> dict[str, str]:
+    # tools/list never touches the network, so the default ccxt exchange works offline here
+    return {"HEABLCOIN_HOME": home, "HEABLCOIN_EXCHANGE": exchange, "HEABLCOIN_LOG_LEVEL": "WARNING"}
 
 
 async def cold_start(params: StdioServerParameters) -> float:
@@ -54,7 +57,7 @@ async def timed(fn: Callable[[], Awaitable[object]], runs: int) -> float:
     return statistics.median(samples)
 
 
-async def main(runs: int) -> None:
+async def foundation_rows(runs: int) -> list[tuple[str, float, str, float]]:
     from heablcoin_mcp.app import App
     from heablcoin_mcp.config import Settings
     from heablcoin_mcp.server import build_server
@@ -62,10 +65,16 @@ async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         script = Path(home) / "minimal.py"
         script.write_text(MINIMAL_SERVER)
-        ours = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"], env=env_for(home))
+        ours = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"],
+                                     env=env_for(home, "binance"))
+        ours_sim = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"],
+                                         env=env_for(home + "/sim", "sim"))
         minimal = StdioServerParameters(command=sys.executable, args=[str(script)])
-        ours_cold = statistics.median([await cold_start(ours) for _ in range(runs)])
-        minimal_cold = statistics.median([await cold_start(minimal) for _ in range(runs)])
+        ours_cold, sim_cold, minimal_cold = [], [], []
+        for _ in range(runs):  # interleaved, so machine noise hits all three alike
+            ours_cold.append(await cold_start(ours))
+            sim_cold.append(await cold_start(ours_sim))
+            minimal_cold.append(await cold_start(minimal))
 
         settings = Settings(_env_file=None, home=Path(home) / "inproc", exchange="sim")  # type: ignore[call-arg]
         app = App(settings)
@@ -80,18 +89,34 @@ async def main(runs: int) -> None:
             ping = await timed(lambda: ref_client.call_tool("ping", {}), runs * 20)
         await app.aclose()
 
-    rows = [
-        ("cold start → tools/list over stdio", ours_cold, "minimal MCPServer", minimal_cold),
+    return [
+        ("cold start → tools/list, stdio (binance)", statistics.median(ours_cold), "minimal MCPServer",
+         statistics.median(minimal_cold)),
+        ("cold start → tools/list, stdio (sim)", statistics.median(sim_cold), "minimal MCPServer",
+         statistics.median(minimal_cold)),
         ("warm tools/list (in-process)", warm_ours, "minimal MCPServer", warm_ref),
         ("get_system_health (in-process)", health, "minimal ping tool", ping),
     ]
-    sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, median of {runs}+ runs\n")
+
+
+async def main(runs: int, only: str | None) -> None:
+    rows = []
+    if only in (None, "foundation"):
+        rows += await foundation_rows(runs)
+    if only in (None, "analysis"):
+        from tools.bench import analysis
+
+        rows += analysis.indicator_rows(runs)
+        rows += await analysis.analysis_rows(runs)
+    sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {runs} runs per figure\n")
     for name, value, ref_name, ref in rows:
-        sys.stdout.write(f"{name:<38} {value * 1000:9.2f} ms   {ref_name:<20} {ref * 1000:9.3f} ms   "
-                         f"ratio {value / ref:6.2f}x\n")
+        sys.stdout.write(f"{name:<42} {value * 1000:10.3f} ms  vs {ref_name:<22} {ref * 1000:10.3f} ms  "
+                         f"ratio {value / ref:7.2f}x\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    anyio.run(main, parser.parse_args().runs)
+    parser.add_argument("--only", choices=["foundation", "analysis"])
+    args = parser.parse_args()
+    anyio.run(main, args.runs, args.only)
