@@ -8,6 +8,7 @@ lifespan once per connection, so two SSE clients share one started App instead o
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import anyio
 
@@ -25,14 +26,25 @@ from heablcoin_mcp.core.monitor.health import (
     SystemHealth,
     overall,
 )
+from heablcoin_mcp.core.risk.engine import RiskEngine
+from heablcoin_mcp.core.risk.limits import RiskLimits
+from heablcoin_mcp.core.risk.sizing import PositionSizer
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.orders import OrderService
+from heablcoin_mcp.core.trading.portfolio import PortfolioService
 
 log = logging.getLogger(__name__)
 
 
 class App:
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, market_source: MarketData | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        market_source: MarketData | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -53,6 +65,18 @@ class App:
                 window_days=settings.regime_window_days,
             ),
         )
+        self.accounts = AccountService(
+            self.db, self.clock, environ or {}, default_exchange=settings.exchange,
+            quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance,
+        )
+        self.risk = RiskEngine(self.db, risk_limits(settings), self.clock)
+        self.portfolio = PortfolioService(self.db, self.market, settings.quote_asset, settings.paper_initial_balance)
+        self.orders = OrderService(
+            self.db, self.clock, self.market, self.analysis, self.risk, self.portfolio, self.accounts,
+            trading_mode=settings.trading_mode, slippage_bps=settings.paper_slippage_bps,
+        )
+        self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
+        self._background = anyio.Lock()
         self._started_at: float | None = None
         self._users = 0
         self._lock = anyio.Lock()
@@ -76,6 +100,7 @@ class App:
 
     def _start(self) -> None:
         applied = self.db.migrate()
+        self.accounts.ensure_default()
         self._started_at = self.clock.monotonic()
         log.info("started: db=%s (schema v%d, %d migration(s) applied) exchange=%s mode=%s",
                  self.db.path, self.db.schema_version(), applied, self.settings.exchange,
@@ -89,6 +114,17 @@ class App:
             self.db.close()
             log.info("stopped")
 
+    async def run_background(self) -> None:
+        """The paper-order matcher. At most one runs per process: sessions that start it while one
+        already runs wait on the lock, and take over if that session ends."""
+        async with self._background:
+            while True:
+                try:
+                    await self.orders.match_open_orders()
+                except Exception:  # the matcher must outlive any one bad tick
+                    log.exception("paper matcher tick failed")
+                await anyio.sleep(self.settings.paper_matcher_interval)
+
     async def __aenter__(self) -> App:
         return await self.acquire()
 
@@ -97,7 +133,7 @@ class App:
 
     def health(self) -> SystemHealth:
         database, database_health = self._database_health()
-        components = [database_health, self.market.health()]
+        components = [database_health, self.market.health(), self._trading_health()]
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
         return SystemHealth(
             status=overall(components),
@@ -111,6 +147,18 @@ class App:
             toolsets=list(self.settings.toolsets),
             components=components,
         )
+
+    def _trading_health(self) -> ComponentHealth:
+        try:
+            state = self.risk.state()
+            open_orders = self.db.conn.execute(
+                "SELECT count(*) FROM orders WHERE status IN ('open', 'partially_filled')").fetchone()[0]
+        except Exception as exc:  # health must report, not raise
+            return ComponentHealth(name="trading", status="down", detail=type(exc).__name__)
+        status = "degraded" if state.state != "ACTIVE" else "ok"
+        return ComponentHealth(name="trading", status=status,
+                               detail=f"{self.settings.trading_mode} mode, trading {state.state}: {state.reason}",
+                               metrics={"open_orders": open_orders, "trading_state": state.state})
 
     def _database_health(self) -> tuple[DatabaseInfo | None, ComponentHealth]:
         try:
@@ -129,6 +177,21 @@ class App:
             detail = f"schema v{info.schema_version}, expected v{expected}"
             return info, ComponentHealth(name="database", status="degraded", detail=detail)
         return info, ComponentHealth(name="database", status="ok", detail=f"schema v{expected}")
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        max_order_notional=settings.risk_max_order_notional,
+        max_position_fraction=settings.risk_max_position_fraction,
+        max_total_exposure=settings.risk_max_total_exposure,
+        max_open_orders=settings.risk_max_open_orders,
+        daily_loss_limit=settings.risk_daily_loss_limit,
+        max_leverage=settings.risk_max_leverage,
+        risk_per_trade_pct=settings.risk_per_trade_pct,
+        max_risk_per_trade_pct=settings.risk_max_per_trade_pct,
+        allow_symbols=settings.risk_allow_symbols,
+        deny_symbols=settings.risk_deny_symbols,
+    )
 
 
 def build_market_source(settings: Settings, clock: Clock) -> MarketData:

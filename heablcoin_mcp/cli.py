@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -60,7 +61,7 @@ def serve(settings: Settings) -> int:
     from heablcoin_mcp.app import App
     from heablcoin_mcp.server import build_server
 
-    app = App(settings)
+    app = App(settings, environ=os.environ)
     server = build_server(app)
     try:
         if settings.transport == "stdio":

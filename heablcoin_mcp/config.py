@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("analysis", "market", "system")
+TOOLSET_NAMES: tuple[str, ...] = ("analysis", "market", "risk", "system", "trading")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -47,6 +48,20 @@ class Settings(BaseSettings):
     regime_low_vol_daily_pct: float = Field(1.5, gt=0)
     regime_window_days: float = Field(7.0, gt=0, le=365)
     trading_mode: Literal["paper", "live"] = "paper"
+    quote_asset: str = Field("USDT", description="currency equity and PnL are reported in")
+    paper_initial_balance: Decimal = Field(Decimal(10_000), gt=0, description="quote balance of a new paper account")
+    paper_slippage_bps: Decimal = Field(Decimal(5), ge=0, le=500)
+    paper_matcher_interval: float = Field(2.0, gt=0, le=3600, description="seconds between paper order checks")
+    risk_max_order_notional: Decimal = Field(Decimal(1_000), gt=0, description="quote per order")
+    risk_max_position_fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1, description="of equity, per symbol")
+    risk_max_total_exposure: Decimal = Field(Decimal(1), gt=0, le=100, description="of equity, all symbols")
+    risk_max_open_orders: int = Field(10, ge=1, le=1000)
+    risk_daily_loss_limit: Decimal = Field(Decimal(500), gt=0, description="quote, realised PnL + fees today")
+    risk_allow_symbols: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    risk_deny_symbols: Annotated[tuple[str, ...], NoDecode] = ()
+    risk_max_leverage: Decimal = Field(Decimal(3), ge=1, le=125)
+    risk_per_trade_pct: Decimal = Field(Decimal(1), gt=0, le=100)
+    risk_max_per_trade_pct: Decimal = Field(Decimal(2), gt=0, le=100)
     transport: Transport = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
@@ -73,6 +88,11 @@ class Settings(BaseSettings):
                 raise ValueError("should be a ccxt exchange id such as 'binance', or 'sim'")
         return value
 
+    @field_validator("quote_asset", "risk_allow_symbols", "risk_deny_symbols", mode="after")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else tuple(v.upper() for v in value)
+
     @field_validator("trading_mode", "market_type", "transport", "log_level", "db_synchronous", mode="before")
     @classmethod
     def _normalise_choice(cls, value: Any, info: Any) -> Any:
@@ -81,7 +101,7 @@ class Settings(BaseSettings):
         value = value.strip()
         return value.upper() if info.field_name in ("log_level", "db_synchronous") else value.lower()
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "risk_allow_symbols", "risk_deny_symbols", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         return split_csv(value) if isinstance(value, str) else value

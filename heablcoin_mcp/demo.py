@@ -88,6 +88,28 @@ async def step_analysis(client: Client, out: TextIO) -> None:
                   f"{row['regime']:<15} {row['bias']}\n")
 
 
+async def step_trade(client: Client, out: TextIO) -> None:
+    size = structured(await client.call_tool("calculate_position_size",
+                                             {"symbol": "ETH/USDT", "stop_atr_multiple": 2, "timeframe": "4h"}))
+    out.write(f"calculate_position_size ETH/USDT, stop 2 ATR below {size['entry_price']} → buy {size['quantity']} "
+              f"ETH (≈ {size['notional']} USDT), losing {size['max_loss_at_stop']} USDT at the stop "
+              f"({size['regime']}, risk {size['risk_percent']}%)\n")
+    for reason in size["reasons"]:
+        out.write(f"  shrunk: {reason}\n")
+    placed = structured(await client.call_tool("place_order", {
+        "symbol": "SOL/USDT", "side": "buy", "amount": 100, "amount_unit": "quote"}))
+    out.write(f"place_order 'buy 100 USDT of SOL' → {placed['status']}: {placed['preview']['summary']}\n")
+    out.write("  (nothing is sent until the user confirms; this client cannot ask, so it gets a token)\n")
+    executed = structured(await client.call_tool("confirm_order", {"token": placed["confirmation_token"]}))
+    out.write(f"confirm_order → {executed['message']}\n")
+    portfolio = structured(await client.call_tool("get_portfolio", {}))
+    out.write(f"get_portfolio → equity {float(portfolio['equity']):,.2f} USDT, cash {float(portfolio['cash']):,.2f}, "
+              f"exposure {portfolio['exposure_pct']}%\n")
+    for position in portfolio["positions"]:
+        out.write(f"  {position['symbol']}: {position['quantity']} at {position['avg_entry']}, "
+                  f"unrealised {float(position['unrealized_pnl']):+.4f} USDT\n")
+
+
 async def step_bad_input(client: Client, out: TextIO) -> None:
     result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
     out.write("Nonsense gets a clear error envelope, never a crash:\n")
@@ -100,6 +122,7 @@ TOUR: list[tuple[str, Step]] = [
     ("How is it configured?", step_config),
     ("What is the market doing?", step_market),
     ("Analyse BTC/USDT on the 4h", step_analysis),
+    ("Size, place and confirm a paper order", step_trade),
     ("What happens with bad input?", step_bad_input),
 ]
 

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, InputRequiredResult
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
-from heablcoin_mcp.tools import _envelope, analysis, market, system
+from heablcoin_mcp.tools import _envelope, analysis, market, risk, system, trading
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -24,7 +25,9 @@ get_system_health to see the trading mode and whether the market is simulated.""
 TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
     "analysis": analysis.register,
     "market": market.register,
+    "risk": risk.register,
     "system": system.register,
+    "trading": trading.register,
 }
 
 
@@ -46,8 +49,10 @@ class HeablServer(MCPServer[App]):
 def build_server(app: App) -> HeablServer:
     @asynccontextmanager
     async def lifespan(_: MCPServer[App]) -> AsyncIterator[App]:
-        async with app:
+        async with app, anyio.create_task_group() as background:
+            background.start_soon(app.run_background)
             yield app
+            background.cancel_scope.cancel()
 
     server = HeablServer(
         "heablcoin-mcp",

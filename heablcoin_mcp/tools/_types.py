@@ -33,3 +33,7 @@ Timeframe = Annotated[
     Field(description="Candle size: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w (what the exchange offers).",
           min_length=2, max_length=4),
 ]
+OptionalSymbol = Annotated[
+    str | None, Field(description="Only this market symbol, e.g. 'BTC/USDT'; omit for all.", max_length=40)
+]
+AccountFilter = Annotated[str | None, Field(description="Only this account; omit for all accounts.", max_length=32)]

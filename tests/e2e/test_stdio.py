@@ -47,5 +47,7 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "get_ticker BTC/USDT → last" in out and "Did you mean BTC/USDT" in out
     assert "market_analysis BTC/USDT 4h" in out and "Signals lean" in out and "simulated data" in out
     assert "scan_market 1d" in out
+    assert "place_order 'buy 100 USDT of SOL' → confirmation_required" in out
+    assert "confirm_order → filled: buy" in out and "get_portfolio → equity" in out
     assert '"code": "invalid_input"' in out
     assert not (tmp_path / "ignored").exists()  # the demo uses its own temporary home

@@ -28,4 +28,115 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "trading",
+        """
+        CREATE TABLE accounts (
+            name TEXT PRIMARY KEY,
+            mode TEXT NOT NULL CHECK (mode IN ('paper', 'live')),
+            exchange TEXT NOT NULL,
+            api_key_env TEXT,
+            secret_env TEXT,
+            password_env TEXT,
+            weight REAL NOT NULL DEFAULT 1 CHECK (weight > 0),
+            grp TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE balances (
+            account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+            asset TEXT NOT NULL,
+            free TEXT NOT NULL,
+            locked TEXT NOT NULL,
+            PRIMARY KEY (account, asset)
+        );
+        CREATE TABLE positions (
+            account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+            symbol TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            avg_entry TEXT NOT NULL,
+            realized_pnl TEXT NOT NULL,
+            fees TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, symbol)
+        );
+        CREATE TABLE orders (
+            id TEXT PRIMARY KEY,
+            account TEXT NOT NULL REFERENCES accounts(name),
+            client_order_id TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+            type TEXT NOT NULL CHECK (type IN ('market', 'limit', 'stop', 'stop_limit')),
+            amount TEXT,
+            quote_amount TEXT,
+            price TEXT,
+            stop_price TEXT,
+            reduce_only INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,
+            filled TEXT NOT NULL DEFAULT '0',
+            avg_price TEXT,
+            fee TEXT NOT NULL DEFAULT '0',
+            fee_asset TEXT,
+            locked_asset TEXT,
+            locked_amount TEXT NOT NULL DEFAULT '0',
+            exchange_order_id TEXT,
+            parent_id TEXT,
+            oco_group TEXT,
+            stop_loss TEXT,
+            take_profit TEXT,
+            triggered INTEGER NOT NULL DEFAULT 0,
+            checked_until INTEGER,
+            reason TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (account, client_order_id)
+        );
+        CREATE INDEX orders_by_status ON orders(status, account, symbol);
+        CREATE TABLE fills (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            order_id TEXT NOT NULL REFERENCES orders(id),
+            account TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL,
+            price TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            fee TEXT NOT NULL,
+            fee_asset TEXT NOT NULL,
+            liquidity TEXT NOT NULL,
+            realized_pnl TEXT NOT NULL,
+            ts REAL NOT NULL
+        );
+        CREATE INDEX fills_by_account_time ON fills(account, ts);
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            account TEXT,
+            order_id TEXT,
+            event TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX journal_by_order ON journal(order_id);
+        CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TABLE risk_overrides (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            reason TEXT,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE confirmations (
+            token TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            request TEXT NOT NULL,
+            preview TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            outcome TEXT
+        );
+        CREATE INDEX confirmations_by_fingerprint ON confirmations(fingerprint, expires_at);
+        """,
+    ),
 )

@@ -1,0 +1,43 @@
+"""The order journal: append-only (SQLite triggers refuse UPDATE and DELETE).
+
+Every order writes ``intent`` in its own committed transaction before anything is sent, then one
+entry per outcome (sent, filled, cancelled, rejected, declined, expired, outcome_unknown, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from pydantic import BaseModel
+
+from heablcoin_mcp.core.storage import Database
+
+
+class JournalEntry(BaseModel):
+    seq: int
+    ts: float
+    account: str | None
+    order_id: str | None
+    event: str
+    detail: dict[str, Any]
+
+
+def append(conn: sqlite3.Connection, ts: float, event: str, *, account: str | None = None,
+           order_id: str | None = None, **detail: Any) -> None:
+    conn.execute("INSERT INTO journal (ts, account, order_id, event, detail) VALUES (?, ?, ?, ?, ?)",
+                 (ts, account, order_id, event, json.dumps(detail, default=str, sort_keys=True)))
+
+
+def recent(db: Database, *, limit: int = 50, account: str | None = None,
+           order_id: str | None = None) -> list[JournalEntry]:
+    clauses, params = [], []
+    for column, value in (("account", account), ("order_id", order_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = db.conn.execute(f"SELECT * FROM journal{where} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+    return [JournalEntry(seq=r["seq"], ts=r["ts"], account=r["account"], order_id=r["order_id"], event=r["event"],
+                         detail=json.loads(r["detail"])) for r in rows]

@@ -1,0 +1,218 @@
+"""Toolset `risk`: limits, trading state and position sizing. Tightening is free; loosening asks the user.
+
+No `from __future__ import annotations` here: the SDK must evaluate `Resolve(<local resolver>)` in the
+signatures while the resolver is in scope."""
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from heablcoin_mcp.app import App
+from heablcoin_mcp.core.risk.engine import LimitChange, RiskParametersView, TradingStateView
+from heablcoin_mcp.core.risk.limits import effective
+from heablcoin_mcp.core.risk.sizing import PositionSize
+from heablcoin_mcp.core.trading.models import OrderView
+from heablcoin_mcp.core.trading.money import text
+from heablcoin_mcp.errors import ConfirmationRequired, HeablError
+from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
+from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe
+
+CHANGES_STATE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+Number = Annotated[float | str | None, Field(description="New value; omit to keep.")]
+Reason = Annotated[str, Field(description="Why: recorded in the journal.", min_length=1, max_length=500)]
+
+
+class LimitsChangeResult(BaseModel):
+    applied: bool
+    message: str
+    changes: list[LimitChange]
+    limits: dict[str, object]
+
+
+class TradingStateResult(BaseModel):
+    state: TradingStateView
+    cancelled_orders: list[OrderView]
+
+
+def given(values: dict[str, object]) -> dict[str, object]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def register(server: MCPServer, app: App) -> None:
+    risk = app.risk
+
+    @server.tool(title="Risk parameters", annotations=MARKET_READ)
+    async def get_risk_parameters(symbol: OptionalSymbol = None, timeframe: Timeframe = "1h") -> RiskParametersView:
+        """The risk limits in force (configuration tightened by any overrides), the user's configured
+        ceilings, the trading state (ACTIVE / REDUCING / HALTED), today's net PnL against the daily loss
+        limit, and — for a symbol — the regime-adjusted parameters (risk multiplier, max leverage,
+        position share, concurrent orders) for its current regime on the timeframe."""
+        limits = risk.limits()
+        effective_params = None
+        if symbol is not None:
+            regime = (await app.analysis.regime(symbol, timeframe)).regime
+            effective_params = effective(limits, regime)
+        return RiskParametersView(
+            state=risk.state(),
+            limits=limits.as_dict(),
+            configured=risk.configured.as_dict(),
+            effective=effective_params,
+            daily_net_pnl=text(risk.daily_net_pnl()),
+            daily_loss_limit=text(limits.daily_loss_limit),
+        )
+
+    async def ask_to_loosen(
+        max_order_notional: Number = None,
+        max_position_fraction: Number = None,
+        max_total_exposure: Number = None,
+        max_open_orders: Number = None,
+        daily_loss_limit: Number = None,
+        max_leverage: Number = None,
+        risk_per_trade_pct: Number = None,
+        max_risk_per_trade_pct: Number = None,
+        deny_symbols_add: NameList | None = None,
+        *,
+        ctx: Context,
+    ) -> Elicit[Confirm] | None:
+        values = {
+            "max_order_notional": max_order_notional,
+            "max_position_fraction": max_position_fraction,
+            "max_total_exposure": max_total_exposure,
+            "max_open_orders": max_open_orders,
+            "daily_loss_limit": daily_loss_limit,
+            "max_leverage": max_leverage,
+            "risk_per_trade_pct": risk_per_trade_pct,
+            "max_risk_per_trade_pct": max_risk_per_trade_pct,
+        }
+        try:
+            planned = risk.plan_limit_changes(given(values), deny_symbols_add)
+        except HeablError:
+            return None  # the body reports the error
+        loosening = [c for c in planned if c.loosens]
+        if not loosening or not client_can_ask(ctx):
+            return None
+        return Elicit(
+            "Loosen risk limits? " + "; ".join(f"{c.name}: {c.before} → {c.after}" for c in loosening), Confirm
+        )
+
+    @server.tool(title="Set risk limits", annotations=CHANGES_STATE)
+    async def set_risk_limits(
+        reason: Reason,
+        answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_loosen)],
+        max_order_notional: Number = None,
+        max_position_fraction: Number = None,
+        max_total_exposure: Number = None,
+        max_open_orders: Number = None,
+        daily_loss_limit: Number = None,
+        max_leverage: Number = None,
+        risk_per_trade_pct: Number = None,
+        max_risk_per_trade_pct: Number = None,
+        deny_symbols_add: Annotated[
+            NameList | None, Field(description="Symbol patterns to deny, e.g. ['DOGE/*'].")
+        ] = None,
+    ) -> LimitsChangeResult:
+        """Change risk limits. Tightening (a lower limit, a denied symbol) applies at once. Loosening
+        asks the user through the client and applies only if they accept; a client that cannot ask
+        gets `confirmation_required` and nothing changes. No limit can go above the user's configured
+        ceiling (HEABLCOIN_RISK_* settings). Fractions are 0-1 (0.25 = 25 % of equity); money is in the
+        quote asset."""
+        values = {
+            "max_order_notional": max_order_notional,
+            "max_position_fraction": max_position_fraction,
+            "max_total_exposure": max_total_exposure,
+            "max_open_orders": max_open_orders,
+            "daily_loss_limit": daily_loss_limit,
+            "max_leverage": max_leverage,
+            "risk_per_trade_pct": risk_per_trade_pct,
+            "max_risk_per_trade_pct": max_risk_per_trade_pct,
+        }
+        planned = risk.plan_limit_changes(given(values), deny_symbols_add)
+        if not planned:
+            return LimitsChangeResult(
+                applied=False, message="nothing to change", changes=[], limits=risk.limits().as_dict()
+            )
+        if any(c.loosens for c in planned) and was_asked(answer) and not answered_yes(answer):
+            return LimitsChangeResult(
+                applied=False,
+                message="the user declined; nothing changed",
+                changes=planned,
+                limits=risk.limits().as_dict(),
+            )
+        limits = risk.apply_limit_changes(planned, reason, confirmed=answered_yes(answer))
+        return LimitsChangeResult(applied=True, message="limits updated", changes=planned, limits=limits.as_dict())
+
+    async def ask_to_resume(state: str, reason: str, ctx: Context) -> Elicit[Confirm] | None:
+        if risk.state().state != "HALTED" or state.upper() == "HALTED" or not client_can_ask(ctx):
+            return None
+        return Elicit(f"Trading is HALTED. Switch to {state.upper()} ({reason})?", Confirm)
+
+    @server.tool(title="Set trading state", annotations=CHANGES_STATE)
+    async def set_trading_state(
+        state: Annotated[
+            Literal["ACTIVE", "REDUCING", "HALTED"],
+            Field(
+                description="ACTIVE: normal. REDUCING: only orders that reduce exposure. HALTED: "
+                "cancel every open order on every account and refuse new ones."
+            ),
+        ],
+        reason: Reason,
+        answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_resume)],
+    ) -> TradingStateResult:
+        """The kill switch. Halting (or REDUCING) applies at once — use it whenever the user wants to
+        stop. Leaving HALTED asks the user through the client; without their yes nothing changes."""
+        confirmed = answered_yes(answer)
+        if was_asked(answer) and not confirmed:
+            raise ConfirmationRequired("the user declined to leave HALTED; trading stays halted")
+        view, cancelled = app.orders.set_trading_state(state, reason, confirmed=confirmed)
+        return TradingStateResult(state=view, cancelled_orders=cancelled)
+
+    @server.resource(
+        "heablcoin://risk/limits",
+        name="risk-limits",
+        title="Risk limits and trading state",
+        mime_type="application/json",
+    )
+    def risk_limits_resource() -> str:
+        """The risk limits in force, the configured ceilings and the trading state."""
+        return RiskParametersView(
+            state=risk.state(),
+            limits=risk.limits().as_dict(),
+            configured=risk.configured.as_dict(),
+            daily_net_pnl=text(risk.daily_net_pnl()),
+            daily_loss_limit=text(risk.limits().daily_loss_limit),
+        ).model_dump_json()
+
+    @server.tool(title="Position size", annotations=MARKET_READ)
+    async def calculate_position_size(
+        symbol: Symbol,
+        stop_price: Annotated[float | str | None, Field(description="Stop-loss price (below the entry).")] = None,
+        stop_atr_multiple: Annotated[
+            float | str | None, Field(description="Or: stop this many ATRs below the entry, e.g. 2.")
+        ] = None,
+        entry_price: Annotated[float | str | None, Field(description="Entry; default the last price.")] = None,
+        risk_percent: Annotated[
+            float | str | None,
+            Field(
+                description="% of equity to lose at the stop; default the configured "
+                "risk per trade. Scaled by the regime, capped by the limits."
+            ),
+        ] = None,
+        account: Annotated[str, Field(description="Account whose equity is risked.")] = "default",
+        timeframe: Timeframe = "1h",
+    ) -> PositionSize:
+        """How much to buy so a stop-out loses a chosen share of equity:
+        quantity = equity × risk% × regime multiplier / (entry − stop), rounded down to the amount step
+        and shrunk to fit the notional, position, exposure and balance limits — every shrink is listed
+        in `reasons`. Use it for "how big can my ETH position be with a 2 % stop?". Places nothing."""
+        app.accounts.get(account)
+        return await app.sizer.size(
+            symbol,
+            account=account.strip().lower(),
+            stop_price=stop_price,
+            stop_atr_multiple=stop_atr_multiple,
+            entry_price=entry_price,
+            risk_percent=risk_percent,
+            timeframe=timeframe,
+        )
