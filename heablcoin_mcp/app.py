@@ -18,6 +18,7 @@ from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
 from heablcoin_mcp.core.market.cache import TTLCache
+from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.monitor.health import (
@@ -31,6 +32,7 @@ from heablcoin_mcp.core.risk.limits import RiskLimits
 from heablcoin_mcp.core.risk.sizing import PositionSizer
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.live import LiveBrokers
 from heablcoin_mcp.core.trading.orders import OrderService
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
 
@@ -45,7 +47,10 @@ class App:
         clock: Clock | None = None,
         market_source: MarketData | None = None,
         environ: Mapping[str, str] | None = None,
+        live_api_base: str | None = None,
     ) -> None:
+        """``live_api_base`` points live order traffic at another host (a testnet, or the loopback
+        fake exchange in tests)."""
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path, synchronous=settings.db_synchronous)
@@ -70,9 +75,14 @@ class App:
             quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance,
         )
         self.risk = RiskEngine(self.db, risk_limits(settings), self.clock)
-        self.portfolio = PortfolioService(self.db, self.market, settings.quote_asset, settings.paper_initial_balance)
+        self.brokers = LiveBrokers(
+            environ or {}, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base
+        )
+        self.portfolio = PortfolioService(
+            self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance
+        )
         self.orders = OrderService(
-            self.db, self.clock, self.market, self.analysis, self.risk, self.portfolio, self.accounts,
+            self.db, self.clock, self.market, self.analysis, self.risk, self.portfolio, self.accounts, self.brokers,
             trading_mode=settings.trading_mode, slippage_bps=settings.paper_slippage_bps,
         )
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
@@ -111,6 +121,7 @@ class App:
         if self.started:
             self._started_at = None
             await self.market.source.close()
+            await self.brokers.close()
             self.db.close()
             log.info("stopped")
 
@@ -199,11 +210,15 @@ def build_market_source(settings: Settings, clock: Clock) -> MarketData:
         from heablcoin_mcp.core.market.sim import SimMarketData
 
         return SimMarketData(clock)
-    from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, Proxies
+    from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData
 
     return CcxtMarketData(
         settings.exchange,
         market_type=settings.market_type,
-        proxies=Proxies(http=settings.http_proxy, https=settings.https_proxy, socks=settings.socks_proxy),
+        proxies=proxies(settings),
         timeout_seconds=settings.exchange_timeout,
     )
+
+
+def proxies(settings: Settings) -> Proxies:
+    return Proxies(http=settings.http_proxy, https=settings.https_proxy, socks=settings.socks_proxy)

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for HTTP transports")
     commands.add_parser("doctor", help="check the configuration; exit 1 on errors")
     commands.add_parser("demo", help="run a guided tour against an offline server over stdio")
+    state = commands.add_parser("trading-state", help="set the trading state yourself (e.g. leave HALTED)")
+    state.add_argument("state", choices=["active", "reducing", "halted"])
+    state.add_argument("--reason", default="set from the command line")
     return parser
 
 
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         from heablcoin_mcp.demo import run_demo
 
         return run_demo(sys.stdout)
+    if command == "trading-state":
+        return trading_state(args.state.upper(), args.reason)
     overrides = {k: v for k in ("transport", "host", "port") if (v := getattr(args, k, None)) is not None}
     try:
         settings = load_settings(**overrides)
@@ -88,3 +93,25 @@ def doctor() -> int:
         report = report_for_error(exc)
     sys.stdout.write(render(report) + "\n")
     return 0 if report.ok else 1
+
+
+def trading_state(state: str, reason: str) -> int:
+    """The user at a terminal is the user: this may leave HALTED without a further confirmation."""
+    import anyio
+
+    from heablcoin_mcp.app import App
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n")
+        return 2
+    configure_logging(settings)
+
+    async def apply() -> str:
+        async with App(settings, environ=os.environ) as app:
+            view, cancelled = await app.orders.set_trading_state(state, reason, confirmed=True)  # type: ignore[arg-type]
+            return f"trading {view.state} ({view.reason}); {len(cancelled)} open order(s) cancelled\n"
+
+    sys.stdout.write(anyio.run(apply))
+    return 0

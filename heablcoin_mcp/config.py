@@ -23,7 +23,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("analysis", "market", "risk", "system", "trading")
+TOOLSET_NAMES: tuple[str, ...] = ("accounts", "analysis", "market", "risk", "system", "trading")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 

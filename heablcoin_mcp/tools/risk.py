@@ -165,7 +165,7 @@ def register(server: MCPServer, app: App) -> None:
         confirmed = answered_yes(answer)
         if was_asked(answer) and not confirmed:
             raise ConfirmationRequired("the user declined to leave HALTED; trading stays halted")
-        view, cancelled = app.orders.set_trading_state(state, reason, confirmed=confirmed)
+        view, cancelled = await app.orders.set_trading_state(state, reason, confirmed=confirmed)
         return TradingStateResult(state=view, cancelled_orders=cancelled)
 
     @server.resource(

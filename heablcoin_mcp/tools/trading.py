@@ -114,19 +114,19 @@ def register(server: MCPServer, app: App) -> None:
         return await orders.confirm(token.strip())
 
     @server.tool(title="Cancel order", annotations=CANCELS)
-    def cancel_order(
+    async def cancel_order(
         order_id: Annotated[str, Field(description="Order id (ord_…) or your client_order_id.")],
         account: Annotated[str | None, Field(description="Account, to guard against cancelling on another.")] = None,
     ) -> OrderView:
         """Cancel one open order (limit, stop, or an attached stop-loss / take-profit) and release the funds
         it reserved. Cancelling needs no confirmation: it only ever reduces what can happen."""
-        return orders.cancel(order_id, account)
+        return await orders.cancel(order_id, account)
 
     @server.tool(title="Cancel all orders", annotations=CANCELS)
-    def cancel_all_orders(account: AccountFilter = None, symbol: OptionalSymbol = None) -> OrdersResult:
+    async def cancel_all_orders(account: AccountFilter = None, symbol: OptionalSymbol = None) -> OrdersResult:
         """Cancel every open order, optionally only on one account and/or symbol, releasing reserved funds.
         Use set_trading_state HALTED instead to also refuse new orders."""
-        cancelled = orders.cancel_all(account, symbol)
+        cancelled = await orders.cancel_all(account, symbol)
         return OrdersResult(count=len(cancelled), orders=cancelled)
 
     @server.tool(title="Orders", annotations=MARKET_READ)

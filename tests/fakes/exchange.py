@@ -1,9 +1,10 @@
-"""A loopback fake of Binance's public REST API, so real ccxt request building and parsing run.
+"""A loopback fake of Binance's REST API, so real ccxt request building, signing and parsing run.
 
-It answers spot ``/api/v3/*``, USDⓈ-M futures ``/fapi/v1/*`` and ``/futures/data/*`` in Binance's
-own JSON shapes, replays recorded candles as if they were live (shifted so the newest candle is the
-current one), records every request, and can be told to fail the next requests with an HTTP status
-or to stall past the client's timeout.
+Public: spot ``/api/v3/*``, USDⓈ-M futures ``/fapi/v1/*`` and ``/futures/data/*`` in Binance's own
+JSON shapes, replaying recorded candles as if they were live (shifted so the newest candle is the
+current one). Private (API key header and signature required): account balances, create / fetch /
+cancel orders; market orders fill at the last price with a 0.1 % fee. It records every request and
+every order it was asked to create, and can be told to fail or stall the next requests.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
+INTERVAL_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "4h": 14_400_000,
+               "1d": 86_400_000}
 
 
 def load_candles(name: str) -> list[list[float]]:
@@ -50,11 +52,17 @@ class Fault:
     stall_seconds: float = 0.0
     body: str = "Internal error"
     headers: dict[str, str] = field(default_factory=dict)
+    path: str | None = None  # only requests to this path; None = any request
+    method: str | None = None
 
 
 class FakeBinance:
-    def __init__(self, markets: list[FakeMarket] | None = None) -> None:
+    def __init__(self, markets: list[FakeMarket] | None = None, api_key: str = "fake-key") -> None:
         self.markets = {m.id: m for m in (markets or default_markets())}
+        self.api_key = api_key
+        self.balances: dict[str, list[float]] = {"USDT": [1000.0, 0.0]}
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.created: list[dict[str, str]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -84,9 +92,12 @@ class FakeBinance:
 
     # --- request handling ------------------------------------------------------------------------
 
-    def _take_fault(self) -> Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
-            return self._faults.pop(0) if self._faults else None
+            for index, fault in enumerate(self._faults):
+                if fault.path in (None, path) and fault.method in (None, method):
+                    return self._faults.pop(index)
+            return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -96,16 +107,35 @@ class FakeBinance:
                 pass
 
             def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+            def _handle(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    query.update({k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()})
                 fake.requests.append((parts.path, query))
-                fault = fake._take_fault()
+                fault = fake._take_fault(method, parts.path)
                 if fault is not None:
                     time.sleep(fault.stall_seconds)
                     if fault.status is not None:
                         self._send(fault.status, fault.body, fault.headers)
                         return
-                status, payload = fake.route(parts.path, query)
+                if parts.path in PRIVATE:
+                    if self.headers.get("X-MBX-APIKEY") != fake.api_key or "signature" not in query:
+                        self._send(401, json.dumps({"code": -2015, "msg": "Invalid API-key, IP, or permissions."}),
+                                   {"Content-Type": "application/json"})
+                        return
+                    status, payload = fake.private(method, parts.path, query)
+                else:
+                    status, payload = fake.route(parts.path, query)
                 self._send(status, json.dumps(payload), {"Content-Type": "application/json"})
 
             def _send(self, status: int, body: str, headers: dict[str, str]) -> None:
@@ -127,6 +157,8 @@ class FakeBinance:
             "/api/v3/exchangeInfo": lambda: self.exchange_info(futures=False),
             "/fapi/v1/exchangeInfo": lambda: self.exchange_info(futures=True),
             "/dapi/v1/exchangeInfo": lambda: {"timezone": "UTC", "serverTime": now_ms(), "symbols": []},
+            "/sapi/v1/margin/allPairs": lambda: [],
+            "/sapi/v1/margin/isolated/allPairs": lambda: [],
             "/api/v3/klines": lambda: self.klines(query),
             "/api/v3/ticker/24hr": lambda: self.ticker(query),
             "/api/v3/depth": lambda: self.depth(query),
@@ -141,6 +173,59 @@ class FakeBinance:
         if market_id is not None and market_id not in self.markets:
             return 400, {"code": -1121, "msg": "Invalid symbol."}
         return 200, routes[path]()
+
+    # --- private endpoints -----------------------------------------------------------------------
+
+    def private(self, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        if path == "/sapi/v1/capital/config/getall":
+            return 200, []
+        if path == "/api/v3/account":
+            return 200, {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "accountType": "SPOT",
+                         "balances": [{"asset": a, "free": f"{free:.8f}", "locked": f"{locked:.8f}"}
+                                      for a, (free, locked) in self.balances.items()], "permissions": ["SPOT"]}
+        if path == "/api/v3/openOrders":
+            return 200, [o for o in self.orders.values() if o["status"] == "NEW"]
+        order_id = int(query.get("orderId", 0))
+        if method == "POST":
+            return self.create_order(query)
+        if order_id not in self.orders:
+            return 400, {"code": -2013, "msg": "Order does not exist."}
+        if method == "DELETE":
+            self.orders[order_id]["status"] = "CANCELED"
+        return 200, self.orders[order_id]
+
+    def create_order(self, query: dict[str, str]) -> tuple[int, Any]:
+        self.created.append(dict(query))
+        market = self.markets[query["symbol"]]
+        quantity = float(query["quantity"])
+        last = self.live_candles(market.id)[-1][4]
+        order_id = len(self.orders) + 1
+        order: dict[str, Any] = {
+            "symbol": market.id, "orderId": order_id, "orderListId": -1,
+            "clientOrderId": query.get("newClientOrderId", f"fake{order_id}"), "transactTime": now_ms(),
+            "price": query.get("price", "0.00000000"), "origQty": f"{quantity:.8f}", "executedQty": "0.00000000",
+            "cummulativeQuoteQty": "0.00000000", "status": "NEW", "timeInForce": query.get("timeInForce", "GTC"),
+            "type": query["type"], "side": query["side"], "fills": [],
+        }
+        if query["type"] == "MARKET":
+            cost, fee = quantity * last, quantity * last * 0.001
+            quote = self.balances.setdefault(market.quote, [0.0, 0.0])
+            base = self.balances.setdefault(market.base, [0.0, 0.0])
+            if query["side"] == "BUY":
+                if quote[0] < cost + fee:
+                    return 400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+                quote[0] -= cost + fee
+                base[0] += quantity
+            else:
+                if base[0] < quantity:
+                    return 400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+                base[0] -= quantity
+                quote[0] += cost - fee
+            order.update(status="FILLED", executedQty=f"{quantity:.8f}", cummulativeQuoteQty=f"{cost:.8f}",
+                         fills=[{"price": f"{last:.8f}", "qty": f"{quantity:.8f}", "commission": f"{fee:.8f}",
+                                 "commissionAsset": market.quote, "tradeId": order_id}])
+        self.orders[order_id] = order
+        return 200, order
 
     # --- Binance payloads ------------------------------------------------------------------------
 
@@ -176,14 +261,12 @@ class FakeBinance:
         return [[row[0] + shift, *row[1:]] for row in rows]
 
     def klines(self, query: dict[str, str]) -> list[list[Any]]:
-        interval = query.get("interval", "5m")
-        if interval != "5m":
-            raise ValueError("the fake exchange records 5m candles only")
-        rows = self.live_candles(query["symbol"])
+        step = INTERVAL_MS[query.get("interval", "5m")]
+        rows = aggregate(self.live_candles(query["symbol"]), step)
         limit = min(int(query.get("limit", 500)), 1000)
         start = int(query.get("startTime", 0))
         rows = [r for r in rows if r[0] >= start][:limit] if start else rows[-limit:]
-        return [[int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), int(r[0]) + 299_999,
+        return [[int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), int(r[0]) + step - 1,
                  str(r[4] * r[5]), 100, "0", "0", "0"] for r in rows]
 
     def ticker(self, query: dict[str, str]) -> dict[str, Any]:
@@ -228,6 +311,20 @@ class FakeBinance:
     def long_short(self, query: dict[str, str]) -> list[dict[str, Any]]:
         return [{"symbol": query["symbol"], "longShortRatio": "1.8500", "longAccount": "0.6491",
                  "shortAccount": "0.3509", "timestamp": now_ms() - 300_000}]
+
+
+def aggregate(rows: list[list[float]], step: int) -> list[list[float]]:
+    """5m candles rolled up into ``step`` ms candles (the recording is 5m; larger intervals are built)."""
+    if step == 300_000:
+        return rows
+    buckets: dict[int, list[list[float]]] = {}
+    for row in rows:
+        buckets.setdefault(int(row[0]) // step * step, []).append(row)
+    return [[float(start), group[0][1], max(r[2] for r in group), min(r[3] for r in group), group[-1][4],
+             sum(r[5] for r in group)] for start, group in sorted(buckets.items())]
+
+
+PRIVATE = {"/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/sapi/v1/capital/config/getall"}
 
 
 def now_ms() -> int:

@@ -137,7 +137,7 @@ class CcxtMarketData:
                     config[key] = value
             client = getattr(ccxt_async, self.name)(config)
             if self.api_base:
-                client.urls["api"] = _rebase(client.urls["api"], self.api_base)
+                client.urls["api"] = rebase_urls(client.urls["api"], self.api_base)
             self._client = client
         return self._client
 
@@ -268,9 +268,10 @@ class CcxtMarketData:
             self._client = None
 
 
-def _rebase(urls: Any, base: str) -> Any:
+def rebase_urls(urls: Any, base: str) -> Any:
+    """Point every REST URL of a ccxt exchange at another host, keeping the paths."""
     if isinstance(urls, dict):
-        return {key: _rebase(value, base) for key, value in urls.items()}
+        return {key: rebase_urls(value, base) for key, value in urls.items()}
     if isinstance(urls, str) and urls.startswith("http"):
         parts = urlsplit(urls)
         return base.rstrip("/") + parts.path

@@ -99,13 +99,21 @@ class FillSpec:
     ts: float
 
 
-def apply_fill(conn: sqlite3.Connection, f: FillSpec) -> Decimal:
-    """Book one fill: balances, position, fill row. Returns the realised PnL (before fees).
+def apply_fill(conn: sqlite3.Connection, f: FillSpec, *, book_balances: bool = True) -> Decimal:
+    """Book one fill: balances (paper only; a live exchange keeps its own), position, fill row.
+    Returns the realised PnL (before fees).
 
-    Raises RiskRejected when the account cannot pay for it."""
+    Raises RiskRejected when a paper account cannot pay for it."""
     cost = f.price * f.amount
     pos = position(conn, f.account, f.symbol)
-    if f.side == "buy":
+    if not book_balances:
+        quantity = pos.quantity + f.amount if f.side == "buy" else pos.quantity - f.amount
+        if f.side == "buy":
+            avg, realized = (pos.quantity * pos.avg_entry + cost) / quantity, ZERO
+        else:
+            realized = (f.price - pos.avg_entry) * f.amount if pos.quantity > 0 else ZERO
+            avg = pos.avg_entry if quantity > 0 else ZERO
+    elif f.side == "buy":
         q = holding(conn, f.account, f.quote)
         spend = cost + f.fee
         from_locked = min(f.locked_used, spend, q.locked)

@@ -152,3 +152,19 @@ class FillView(BaseModel):
     liquidity: str
     realized_pnl: str
     ts: float
+
+
+class BatchLeg(BaseModel):
+    account: str
+    share: str = Field(description="amount asked of this account, in the request's unit")
+    outcome: OrderOutcome | None = None
+    error: dict[str, object] | None = Field(None, description="the error envelope when this leg failed")
+
+
+class BatchOutcome(BaseModel):
+    status: Literal["confirmation_required", "executed", "declined", "rejected"]
+    message: str
+    strategy: str
+    legs: list[BatchLeg]
+    confirmation_token: str | None = Field(None, description="one token for the whole batch; 60 s, single use")
+    expires_at: float | None = None

@@ -8,6 +8,7 @@ then lets the broker act.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -22,16 +23,27 @@ from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine, RuleFailure, TradingStateView, describe
 from heablcoin_mcp.core.risk.limits import TradingState
 from heablcoin_mcp.core.storage import Database
-from heablcoin_mcp.core.trading import journal, ledger, paper
+from heablcoin_mcp.core.trading import distribution, journal, ledger, paper
 from heablcoin_mcp.core.trading.accounts import Account, AccountService
-from heablcoin_mcp.core.trading.models import FillView, OrderOutcome, OrderPreview, OrderRequest, OrderView
-from heablcoin_mcp.core.trading.money import ZERO, floor_to_step, step_of, text
+from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
+from heablcoin_mcp.core.trading.models import (
+    BatchLeg,
+    BatchOutcome,
+    FillView,
+    OrderOutcome,
+    OrderPreview,
+    OrderRequest,
+    OrderView,
+)
+from heablcoin_mcp.core.trading.money import ZERO, dec, floor_to_step, step_of, text
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
-from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput, NotFound, RiskRejected
+from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput, NotFound, OutcomeUnknown, RiskRejected
 
 log = logging.getLogger(__name__)
 
 CONFIRMATION_TTL = 60.0
+BATCH_PREFIX = "bat_"
+SHARE_STEP = Decimal("1e-8")  # legs are then rounded down to each market's own amount step
 DEFAULT_FEE = Decimal("0.001")
 BOOK_DEPTH = 50
 OPEN_STATUSES = ("open", "partially_filled")
@@ -106,10 +118,12 @@ class OrderService:
         risk: RiskEngine,
         portfolio: PortfolioService,
         accounts: AccountService,
+        brokers: LiveBrokers,
         *,
         trading_mode: str,
         slippage_bps: Decimal,
     ) -> None:
+        self.brokers = brokers
         self.db, self.clock, self.market, self.analysis = db, clock, market, analysis
         self.risk, self.portfolio, self.accounts = risk, portfolio, accounts
         self.trading_mode = trading_mode
@@ -175,8 +189,12 @@ class OrderService:
             f"confirm_order with the token within {int(CONFIRMATION_TTL)} s.",
         )
 
-    def _spend_token(self, token: str) -> OrderRequest:
-        """Mark a token used (single use, atomically). Raises NotFound / InvalidInput."""
+    def _spend_token(self, token: str, outcome: str = "confirmed") -> sqlite3.Row:
+        """Mark a token used (single use, atomically) and return its row.
+
+        Raises:
+            NotFound: unknown token. InvalidInput: already used, or expired (then journaled as expired).
+        """
         now = self.clock.now()
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM confirmations WHERE token = ?", (token,)).fetchone()
@@ -187,22 +205,17 @@ class OrderService:
                     f"this confirmation token was already used ({row['outcome']})",
                     hint="A token confirms one order once; call place_order for another.",
                 )
-            request = OrderRequest.model_validate_json(row["request"])
-            if row["expires_at"] <= now:
-                conn.execute("UPDATE confirmations SET used_at = ?, outcome = 'expired' WHERE token = ?", (now, token))
-                journal.append(conn, now, "expired", account=request.account, client_order_id=request.client_order_id)
-                expired = True
-            else:
-                conn.execute(
-                    "UPDATE confirmations SET used_at = ?, outcome = 'confirmed' WHERE token = ?", (now, token)
-                )
-                expired = False
+            expired = row["expires_at"] <= now
+            conn.execute("UPDATE confirmations SET used_at = ?, outcome = ? WHERE token = ?",
+                         (now, "expired" if expired else outcome, token))
+            if expired:
+                journal.append(conn, now, "expired", token=token[:8])
         if expired:
             raise InvalidInput(
                 "the confirmation expired before it was used; nothing was sent",
                 hint="Call place_order again for a fresh preview.",
             )
-        return request
+        return row
 
     async def confirm(self, token: str) -> OrderOutcome:
         """Execute a previewed order. Re-checks risk on fresh prices before anything is sent.
@@ -211,7 +224,9 @@ class OrderService:
             NotFound / InvalidInput: unknown, used or expired token.
             RiskRejected: a rule fails now (prices or balances moved since the preview).
         """
-        req = self._spend_token(token)
+        if token.startswith(BATCH_PREFIX):
+            raise InvalidInput("this is a distribution token", hint="Use confirm_distribution for it.")
+        req = OrderRequest.model_validate_json(self._spend_token(token)["request"])
         existing = self._existing(req)
         if existing is not None:
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")
@@ -232,6 +247,88 @@ class OrderService:
                 details={"codes": [f.code for f in priced.failures]},
             )
         return await self._execute(priced)
+
+    # --- distribution over accounts: one confirmation for the whole batch ------------------------
+
+    async def distribute(self, values: dict[str, Any], strategy: str, accounts: list[Account]) -> BatchOutcome:
+        """Split an order over accounts and preview every leg; issue one token for the batch."""
+        amount = dec(values.get("amount"), "amount")
+        budgets = await self._budgets(accounts, values) if strategy == "risk_based" else None
+        shares = distribution.split(amount, strategy, {a.name: Decimal(str(a.weight)) for a in accounts}, budgets)
+        legs: list[BatchLeg] = []
+        for account in accounts:
+            share = floor_to_step(shares.get(account.name, ZERO), SHARE_STEP)
+            leg = BatchLeg(account=account.name, share=text(share))
+            if share <= 0:
+                leg.error = {"code": "invalid_input", "message": "no share for this account"}
+            else:
+                try:
+                    leg.outcome = await self.place(OrderRequest.build(**{**values, "amount": share,
+                                                                          "account": account.name}))
+                except HeablError as exc:
+                    leg.error = exc.to_dict()
+            legs.append(leg)
+        tokens = [leg.outcome.confirmation_token for leg in legs if leg.outcome and leg.outcome.confirmation_token]
+        if not tokens:
+            return BatchOutcome(status="rejected", strategy=strategy, legs=legs,
+                                message="no leg can be placed; see each leg's error or preview")
+        now = self.clock.now()
+        fingerprint = "batch:" + hashlib.sha256(",".join(sorted(tokens)).encode()).hexdigest()
+        row = self.db.conn.execute("SELECT token, expires_at FROM confirmations WHERE fingerprint = ? AND used_at "
+                                   "IS NULL AND expires_at > ?", (fingerprint, now)).fetchone()
+        if row is not None:
+            token, expires = row["token"], row["expires_at"]
+        else:
+            token, expires = f"{BATCH_PREFIX}{secrets.token_urlsafe(18)}", min(
+                leg.outcome.expires_at for leg in legs if leg.outcome and leg.outcome.expires_at)
+            with self.db.write() as conn:
+                conn.execute("INSERT INTO confirmations (token, fingerprint, request, preview, created_at, expires_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (token, fingerprint, json.dumps(tokens),
+                                                           json.dumps([leg.model_dump(mode="json") for leg in legs]),
+                                                           now, expires))
+        return BatchOutcome(status="confirmation_required", strategy=strategy, legs=legs, confirmation_token=token,
+                            expires_at=expires,
+                            message=f"Not sent. Show the user the {len(tokens)} orders; if they confirm, call "
+                                    "confirm_distribution with the token.")
+
+    async def _budgets(self, accounts: list[Account], values: dict[str, Any]) -> dict[str, Decimal]:
+        symbol = (await self.market.market(str(values["symbol"]))).symbol
+        limits = self.risk.limits()
+        budgets = {}
+        for account in accounts:
+            valuation = await self.portfolio.valuation(account.name)
+            if values.get("side") == "sell":
+                budgets[account.name] = (await self.portfolio.holdings(account.name)).get(
+                    symbol.split("/")[0], ledger.Holding(ZERO, ZERO)).free
+            else:
+                room = limits.max_position_fraction * valuation.equity - valuation.values.get(symbol, ZERO)
+                price = valuation.marks.get(symbol) or await self.portfolio.mark(symbol)
+                budgets[account.name] = room if values.get("amount_unit") == "quote" else room / price
+        return budgets
+
+    async def confirm_batch(self, token: str) -> BatchOutcome:
+        """Execute every leg of a confirmed distribution; one leg failing does not stop the others."""
+        row = self._spend_token(token)
+        legs = [BatchLeg.model_validate(leg) for leg in json.loads(row["preview"])]
+        for leg in legs:
+            if leg.outcome is None or leg.outcome.confirmation_token is None:
+                continue
+            try:
+                leg.outcome = await self.confirm(leg.outcome.confirmation_token)
+            except HeablError as exc:
+                leg.outcome, leg.error = None, exc.to_dict()
+        done = sum(1 for leg in legs if leg.outcome and leg.outcome.status == "executed")
+        return BatchOutcome(status="executed", strategy="confirmed", legs=legs,
+                            message=f"{done} of {len(legs)} legs executed")
+
+    def decline_batch(self, token: str, reason: str) -> BatchOutcome:
+        row = self._spend_token(token, outcome="declined")
+        for sub in json.loads(row["request"]):
+            try:
+                self.decline(sub, reason)
+            except HeablError:
+                continue
+        return BatchOutcome(status="declined", strategy="declined", legs=[], message=f"Not sent: {reason}.")
 
     def decline(self, token: str, reason: str) -> OrderOutcome:
         now = self.clock.now()
@@ -254,14 +351,17 @@ class OrderService:
 
     async def _price(self, req: OrderRequest) -> _Priced:
         account = self.accounts.get(req.account)
-        if account.mode == "live":
+        if account.mode == "live" and self.trading_mode != "live":
             raise ConfigError(
-                f"account {account.name} is live, and live order routing is not available in this build",
-                hint="Use a paper account.",
+                f"account {account.name} is live but HEABLCOIN_TRADING_MODE is {self.trading_mode}",
+                hint="Live orders need the user to set HEABLCOIN_TRADING_MODE=live; use a paper account meanwhile.",
             )
         market = await self.market.market(req.symbol)
         if market.type != "spot":
             raise InvalidInput(f"{market.symbol} is a {market.type} market; only spot trading is supported")
+        if account.mode == "live" and (req.stop_loss is not None or req.take_profit is not None):
+            raise InvalidInput("attached stop-loss / take-profit are paper-only for now",
+                               hint="On a live account, place the protective stop as its own order.")
         ticker = await self.market.ticker(market.symbol)
         last = Decimal(str(ticker.last))
         warnings: list[str] = []
@@ -388,6 +488,8 @@ class OrderService:
             existing = self._existing(req)
             assert existing is not None
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")
+        if priced.account.mode == "live":
+            return await self._execute_live(order_id, priced)
         if req.type == "market":
             book = await self.market.order_book(market.symbol, BOOK_DEPTH)
             slices = paper.walk_book(
@@ -410,6 +512,61 @@ class OrderService:
             f"{f' at {order.avg_price}' if order.avg_price else ''} on paper account "
             f"{req.account}",
         )
+
+    async def _execute_live(self, order_id: str, priced: _Priced) -> OrderOutcome:
+        req, account = priced.req, priced.account
+        assert req.client_order_id is not None
+        try:
+            sent = await self.brokers.get(account).create(
+                symbol=priced.market.symbol, side=req.side, kind=req.type, amount=priced.base_amount,
+                price=req.price, stop_price=req.stop_price, client_order_id=req.client_order_id)
+        except OutcomeUnknown as exc:
+            self._set_status(order_id, "outcome_unknown", exc.message)
+            raise
+        except HeablError as exc:
+            self._set_status(order_id, "rejected", exc.message)
+            raise
+        self._book_live(order_id, sent)
+        order = self.order(order_id)
+        return OrderOutcome(status="executed", order=order,
+                            message=f"{order.status} on {account.exchange} (live account {account.name}): "
+                                    f"{req.side} {order.filled}/{order.amount} {order.symbol}"
+                                    f"{f' at {order.avg_price}' if order.avg_price else ''}")
+
+    def _set_status(self, order_id: str, status: str, reason: str) -> None:
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT account FROM orders WHERE id = ?", (order_id,)).fetchone()
+            conn.execute("UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+                         (status, reason, now, order_id))
+            journal.append(conn, now, status, account=row["account"], order_id=order_id, reason=reason)
+
+    def _book_live(self, order_id: str, live: LiveOrder) -> None:
+        """Record what the exchange reports: the new part of the fill (as one fill at its average
+        price), the status and the exchange's order id. Balances stay on the exchange."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+            before, fee_before = Decimal(row["filled"]), Decimal(row["fee"])
+            avg_before = Decimal(row["avg_price"]) if row["avg_price"] else ZERO
+            fee = total_fee(live)
+            if live.filled > before:
+                average = live.average or (live.fills[-1].price if live.fills else avg_before)
+                delta = live.filled - before
+                price = (average * live.filled - avg_before * before) / delta
+                base, quote = row["symbol"].split("/")
+                ledger.apply_fill(conn, ledger.FillSpec(order_id, row["account"], row["symbol"], base, quote,
+                                                        row["side"], price, delta, max(fee - fee_before, ZERO),
+                                                        "taker", ZERO, now), book_balances=False)
+            conn.execute(
+                "UPDATE orders SET status = ?, filled = ?, avg_price = ?, fee = ?, exchange_order_id = ?, "
+                "updated_at = ? WHERE id = ?",
+                (live.status, text(live.filled), text(live.average) if live.average else row["avg_price"],
+                 text(max(fee, fee_before)), live.exchange_order_id or row["exchange_order_id"], now, order_id))
+            if live.status != row["status"] or live.filled != before:
+                journal.append(conn, now, "sent" if row["status"] == "new" else "exchange_update",
+                               account=row["account"], order_id=order_id, status=live.status,
+                               filled=text(live.filled), exchange_order_id=live.exchange_order_id)
 
     async def _rest(self, order_id: str, priced: _Priced) -> None:
         """Place a limit or stop order on the paper book: fill the marketable part, lock funds for the rest."""
@@ -608,21 +765,32 @@ class OrderService:
     # --- the paper matcher ---------------------------------------------------------------------
 
     async def match_open_orders(self) -> int:
-        """Check every open paper order against the market since it was last checked.
+        """Check every open paper order against the market since it was last checked, and refresh
+        open live orders from their exchange.
 
         After a restart this catches up from one-minute candles: a limit fills if a candle traded
-        through its price, a stop triggers if a candle reached it. Returns the number of fills."""
+        through its price, a stop triggers if a candle reached it. Returns the number of paper fills."""
         rows = self.db.conn.execute(
-            f"SELECT o.* FROM orders o JOIN accounts a ON a.name = o.account WHERE o.status IN {OPEN_STATUSES} "
-            "AND a.mode = 'paper' ORDER BY o.created_at"
+            f"SELECT o.*, a.mode FROM orders o JOIN accounts a ON a.name = o.account WHERE o.status IN "
+            f"{OPEN_STATUSES} ORDER BY o.created_at"
         ).fetchall()
         fills = 0
         for row in rows:
             try:
-                fills += await self._match(row)
+                if row["mode"] == "live":
+                    await self._sync_live(row)
+                else:
+                    fills += await self._match(row)
             except HeablError as exc:
-                log.warning("paper matcher: %s on %s: %s", row["id"], row["symbol"], exc.message)
+                log.warning("order matcher: %s on %s: %s", row["id"], row["symbol"], exc.message)
         return fills
+
+    async def _sync_live(self, row: sqlite3.Row) -> None:
+        """A live order's truth is on the exchange: fetch it and record what changed."""
+        if not row["exchange_order_id"]:
+            return
+        broker = self.brokers.get(self.accounts.get(row["account"]))
+        self._book_live(row["id"], await broker.fetch(row["exchange_order_id"], row["symbol"]))
 
     async def _match(self, row: sqlite3.Row) -> int:
         now_ms = int(self.clock.now() * 1000)
@@ -677,41 +845,53 @@ class OrderService:
 
     # --- cancel, state, queries ----------------------------------------------------------------
 
-    def cancel(self, order_id: str, account: str | None = None) -> OrderView:
+    async def cancel(self, order_id: str, account: str | None = None) -> OrderView:
         """Raises NotFound for an unknown order, InvalidInput when it is no longer open."""
-        now = self.clock.now()
-        with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT * FROM orders WHERE id = ? OR client_order_id = ?", (order_id, order_id)
-            ).fetchone()
-            if row is None or (account is not None and row["account"] != account.strip().lower()):
-                raise NotFound(f"unknown order {order_id!r}", hint="get_orders lists orders and their ids.")
-            if row["status"] not in OPEN_STATUSES:
-                raise InvalidInput(f"order {row['id']} is {row['status']}; only open orders can be cancelled")
-            self._cancel_row(conn, row, "cancelled on request", now)
+        row = self.db.conn.execute(
+            "SELECT * FROM orders WHERE id = ? OR client_order_id = ?", (order_id, order_id)
+        ).fetchone()
+        if row is None or (account is not None and row["account"] != account.strip().lower()):
+            raise NotFound(f"unknown order {order_id!r}", hint="get_orders lists orders and their ids.")
+        if row["status"] not in OPEN_STATUSES:
+            raise InvalidInput(f"order {row['id']} is {row['status']}; only open orders can be cancelled")
+        await self._cancel(row, "cancelled on request")
         return self.order(row["id"])
 
-    def cancel_all(
+    async def _cancel(self, row: sqlite3.Row, reason: str) -> None:
+        """Cancel on the exchange first for a live order, then locally."""
+        if row["exchange_order_id"]:
+            await self.brokers.get(self.accounts.get(row["account"])).cancel(row["exchange_order_id"], row["symbol"])
+        with self.db.write() as conn:
+            current = conn.execute("SELECT * FROM orders WHERE id = ?", (row["id"],)).fetchone()
+            if current["status"] in OPEN_STATUSES:
+                self._cancel_row(conn, current, reason, self.clock.now())
+
+    async def cancel_all(
         self, account: str | None = None, symbol: str | None = None, reason: str = "cancel all"
     ) -> list[OrderView]:
-        now = self.clock.now()
+        """Cancel every open order (optionally filtered). A live order the exchange refuses to cancel
+        stays open and is logged; the others are still cancelled."""
         sql = f"SELECT * FROM orders WHERE status IN {OPEN_STATUSES}"
         params: list[Any] = []
         if account:
             sql, params = sql + " AND account = ?", [*params, account.strip().lower()]
         if symbol:
             sql, params = sql + " AND symbol = ?", [*params, symbol.strip().upper().replace("-", "/")]
-        with self.db.write() as conn:
-            rows = conn.execute(sql, params).fetchall()
-            for row in rows:
-                self._cancel_row(conn, row, reason, now)
-        return [self.order(r["id"]) for r in rows]
+        cancelled = []
+        for row in self.db.conn.execute(sql, params).fetchall():
+            try:
+                await self._cancel(row, reason)
+            except HeablError as exc:
+                log.warning("could not cancel %s: %s", row["id"], exc.message)
+                continue
+            cancelled.append(self.order(row["id"]))
+        return cancelled
 
-    def set_trading_state(
+    async def set_trading_state(
         self, state: TradingState, reason: str, *, confirmed: bool
     ) -> tuple[TradingStateView, list[OrderView]]:
         view = self.risk.set_state(state, reason, confirmed=confirmed)
-        cancelled = self.cancel_all(reason=f"trading halted: {reason}") if state == "HALTED" else []
+        cancelled = await self.cancel_all(reason=f"trading halted: {reason}") if state == "HALTED" else []
         return view, cancelled
 
     def order(self, order_id: str) -> OrderView:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.core.market.service import MarketService, iso
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading import ledger
+from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.live import LiveBrokers
 from heablcoin_mcp.core.trading.money import ZERO, text
 from heablcoin_mcp.errors import HeablError, InvalidInput
 
@@ -87,17 +89,27 @@ class PnlReport(BaseModel):
 
 
 class PortfolioService:
-    def __init__(self, db: Database, market: MarketService, quote_asset: str, initial_balance: Decimal) -> None:
+    def __init__(self, db: Database, market: MarketService, accounts: AccountService, brokers: LiveBrokers,
+                 quote_asset: str, initial_balance: Decimal) -> None:
         self.db = db
         self.market = market
+        self.accounts = accounts
+        self.brokers = brokers
         self.quote_asset = quote_asset
         self.initial_balance = initial_balance
+
+    async def holdings(self, account: str) -> dict[str, ledger.Holding]:
+        """Balances: the local ledger for paper accounts, the exchange for live ones."""
+        found = self.accounts.get(account)
+        if found.mode == "live":
+            return await self.brokers.get(found).balances()
+        return ledger.holdings(self.db.conn, found.name)
 
     async def mark(self, symbol: str) -> Decimal:
         return Decimal(str((await self.market.ticker(symbol)).last))
 
     async def valuation(self, account: str) -> Valuation:
-        held = ledger.holdings(self.db.conn, account)
+        held = await self.holdings(account)
         quote = held.get(self.quote_asset, ledger.Holding(ZERO, ZERO))
         values, marks, unpriced = {}, {}, []
         for asset, h in held.items():
@@ -115,7 +127,7 @@ class PortfolioService:
 
     async def portfolio(self, account: str, mode: str) -> PortfolioView:
         v = await self.valuation(account)
-        held = ledger.holdings(self.db.conn, account)
+        held = await self.holdings(account)
         balances = []
         for asset, h in held.items():
             value = h.total if asset == self.quote_asset else v.values.get(f"{asset}/{self.quote_asset}")
