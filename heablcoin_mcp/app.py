@@ -17,6 +17,8 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
+from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.cloud.manager import ApiManager
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
@@ -86,6 +88,8 @@ class App:
             trading_mode=settings.trading_mode, slippage_bps=settings.paper_slippage_bps,
         )
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
+        self.endpoints = EndpointStore(self.db, self.clock)
+        self.ai = ApiManager(self.endpoints, self.clock, environ or {}, deadline=settings.ai_deadline)
         self._background = anyio.Lock()
         self._started_at: float | None = None
         self._users = 0
@@ -111,6 +115,8 @@ class App:
     def _start(self) -> None:
         applied = self.db.migrate()
         self.accounts.ensure_default()
+        for declared in self.settings.ai_endpoints:  # endpoints declared in settings win over stored ones
+            self.endpoints.add(ApiEndpoint.model_validate(declared), source="settings", replace=True)
         self._started_at = self.clock.monotonic()
         log.info("started: db=%s (schema v%d, %d migration(s) applied) exchange=%s mode=%s",
                  self.db.path, self.db.schema_version(), applied, self.settings.exchange,
@@ -122,6 +128,7 @@ class App:
             self._started_at = None
             await self.market.source.close()
             await self.brokers.close()
+            await self.ai.close()
             self.db.close()
             log.info("stopped")
 
@@ -144,7 +151,7 @@ class App:
 
     def health(self) -> SystemHealth:
         database, database_health = self._database_health()
-        components = [database_health, self.market.health(), self._trading_health()]
+        components = [database_health, self.market.health(), self._trading_health(), self.ai.component_health()]
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
         return SystemHealth(
             status=overall(components),

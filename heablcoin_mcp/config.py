@@ -23,7 +23,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("accounts", "analysis", "market", "risk", "system", "trading")
+TOOLSET_NAMES: tuple[str, ...] = ("accounts", "ai", "analysis", "market", "risk", "system", "trading")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     regime_low_vol_daily_pct: float = Field(1.5, gt=0)
     regime_window_days: float = Field(7.0, gt=0, le=365)
     trading_mode: Literal["paper", "live"] = "paper"
+    ai_endpoints: list[dict[str, Any]] = Field(default_factory=list,
+                                               description="JSON list of endpoints declared at start-up")
+    ai_deadline: float = Field(60.0, gt=0, le=600, description="seconds an AI call may take, failovers included")
     quote_asset: str = Field("USDT", description="currency equity and PnL are reported in")
     paper_initial_balance: Decimal = Field(Decimal(10_000), gt=0, description="quote balance of a new paper account")
     paper_slippage_bps: Decimal = Field(Decimal(5), ge=0, le=500)

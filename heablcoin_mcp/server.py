@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, InputRequiredResult
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
-from heablcoin_mcp.tools import _envelope, accounts, analysis, market, risk, system, trading
+from heablcoin_mcp.tools import _envelope, accounts, ai, analysis, market, risk, system, trading
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -24,6 +24,7 @@ get_system_health to see the trading mode and whether the market is simulated.""
 # Every name in config.TOOLSET_NAMES, mapped to its register(); a surface test keeps the two equal.
 TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
     "accounts": accounts.register,
+    "ai": ai.register,
     "analysis": analysis.register,
     "market": market.register,
     "risk": risk.register,

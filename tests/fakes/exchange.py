@@ -32,6 +32,11 @@ def load_candles(name: str) -> list[list[float]]:
                 for row in csv.DictReader(fh)]
 
 
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many concurrent clients; the default backlog of 5 resets connections
+
 @dataclass
 class FakeMarket:
     base: str
@@ -66,8 +71,7 @@ class FakeBinance:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
 
     @property
@@ -103,6 +107,7 @@ class FakeBinance:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
             def log_message(self, *args: Any) -> None:
                 pass
 

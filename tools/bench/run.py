@@ -1,6 +1,6 @@
 """Benchmarks: ratios against references measured in the same run.
 
-    python tools/bench/run.py [--runs N] [--only foundation|analysis]
+    python tools/bench/run.py [--runs N] [--only foundation|analysis|ai]
 
 1. Cold start: spawn the server over stdio, initialize, tools/list, exit — heablcoin-mcp versus a
    minimal MCPServer with one tool (the reference).
@@ -108,6 +108,11 @@ async def main(runs: int, only: str | None) -> None:
 
         rows += analysis.indicator_rows(runs)
         rows += await analysis.analysis_rows(runs)
+    if only in (None, "ai"):
+        from tools.bench import ai
+
+        rows += ai.selection_rows(runs)
+        rows += await ai.call_rows(runs)
     sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {runs} runs per figure\n")
     for name, value, ref_name, ref in rows:
         sys.stdout.write(f"{name:<42} {value * 1000:10.3f} ms  vs {ref_name:<22} {ref * 1000:10.3f} ms  "
@@ -117,6 +122,6 @@ async def main(runs: int, only: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", choices=["foundation", "analysis"])
+    parser.add_argument("--only", choices=["foundation", "analysis", "ai"])
     args = parser.parse_args()
     anyio.run(main, args.runs, args.only)

@@ -139,4 +139,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX confirmations_by_fingerprint ON confirmations(fingerprint, expires_at);
         """,
     ),
+    Migration(
+        3,
+        "api_endpoints",
+        """
+        CREATE TABLE api_endpoints (
+            name TEXT PRIMARY KEY,
+            provider TEXT NOT NULL CHECK (provider IN ('openai', 'anthropic')),
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            api_key_env TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            weight REAL NOT NULL,
+            max_requests_per_minute INTEGER NOT NULL,
+            max_tokens_per_minute INTEGER,
+            timeout REAL NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            source TEXT NOT NULL DEFAULT 'tool',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 )

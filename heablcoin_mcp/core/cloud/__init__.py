@@ -1,0 +1,1 @@
+"""The API manager (LLM endpoints with routing, failover, circuit breaking and rate limits)."""
