@@ -18,7 +18,13 @@ from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
 from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.cloud.handlers import builtin_handlers
 from heablcoin_mcp.core.cloud.manager import ApiManager
+from heablcoin_mcp.core.cloud.scheduler import Scheduler
+from heablcoin_mcp.core.cloud.taskflow import TaskService
+from heablcoin_mcp.core.cloud.tasks import QueuePolicy, TaskQueue
+from heablcoin_mcp.core.cloud.webhooks import Webhooks
+from heablcoin_mcp.core.cloud.worker import Worker
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
@@ -90,6 +96,17 @@ class App:
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
         self.endpoints = EndpointStore(self.db, self.clock)
         self.ai = ApiManager(self.endpoints, self.clock, environ or {}, deadline=settings.ai_deadline)
+        self.queue = TaskQueue(self.db, self.clock, QueuePolicy(lease_seconds=settings.task_lease_seconds,
+                                                                aging_seconds=settings.task_aging_seconds))
+        self.webhooks = Webhooks(
+            self.db, self.clock, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+            allow_private=settings.webhook_allow_private,
+        )
+        self.scheduler = Scheduler(self.db, self.queue, self.clock)
+        handlers = builtin_handlers(self)
+        self.tasks = TaskService(self.queue, handlers, self.scheduler, self.webhooks, self.clock)
+        self.worker = Worker(self.queue, handlers, self.scheduler, self.webhooks,
+                             concurrency=settings.worker_concurrency, poll_interval=settings.task_poll_interval)
         self._background = anyio.Lock()
         self._started_at: float | None = None
         self._users = 0
@@ -129,19 +146,26 @@ class App:
             await self.market.source.close()
             await self.brokers.close()
             await self.ai.close()
+            await self.webhooks.close()
             self.db.close()
             log.info("stopped")
 
-    async def run_background(self) -> None:
-        """The paper-order matcher. At most one runs per process: sessions that start it while one
-        already runs wait on the lock, and take over if that session ends."""
-        async with self._background:
-            while True:
-                try:
-                    await self.orders.match_open_orders()
-                except Exception:  # the matcher must outlive any one bad tick
-                    log.exception("paper matcher tick failed")
-                await anyio.sleep(self.settings.paper_matcher_interval)
+    async def run_background(self, *, matcher: bool = True, worker: bool = True) -> None:
+        """The paper-order matcher and the task worker. At most one set runs per process: sessions
+        that start it while one already runs wait on the lock, and take over if that session ends."""
+        async with self._background, anyio.create_task_group() as tg:
+            if matcher:
+                tg.start_soon(self._match_forever)
+            if worker and self.settings.worker_concurrency > 0:
+                tg.start_soon(self.worker.run)
+
+    async def _match_forever(self) -> None:
+        while True:
+            try:
+                await self.orders.match_open_orders()
+            except Exception:  # the matcher must outlive any one bad tick
+                log.exception("paper matcher tick failed")
+            await anyio.sleep(self.settings.paper_matcher_interval)
 
     async def __aenter__(self) -> App:
         return await self.acquire()
@@ -151,7 +175,8 @@ class App:
 
     def health(self) -> SystemHealth:
         database, database_health = self._database_health()
-        components = [database_health, self.market.health(), self._trading_health(), self.ai.component_health()]
+        components = [database_health, self.market.health(), self._trading_health(), self.ai.component_health(),
+                      self._tasks_health()]
         uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
         return SystemHealth(
             status=overall(components),
@@ -165,6 +190,18 @@ class App:
             toolsets=list(self.settings.toolsets),
             components=components,
         )
+
+    def _tasks_health(self) -> ComponentHealth:
+        try:
+            stats = self.queue.stats()
+        except Exception as exc:  # health must report, not raise
+            return ComponentHealth(name="tasks", status="down", detail=type(exc).__name__)
+        waiting = stats["by_status"].get("PENDING", 0) + stats["by_status"].get("TIMED_OUT", 0)
+        workers = self.settings.worker_concurrency
+        return ComponentHealth(name="tasks", status="ok",
+                               detail=f"{workers} worker slot(s) in this process; {waiting} waiting, "
+                                      f"{stats['running']} running",
+                               metrics={"waiting": waiting, "running": stats["running"], "worker_slots": workers})
 
     def _trading_health(self) -> ComponentHealth:
         try:

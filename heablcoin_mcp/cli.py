@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for HTTP transports")
     commands.add_parser("doctor", help="check the configuration; exit 1 on errors")
     commands.add_parser("demo", help="run a guided tour against an offline server over stdio")
+    commands.add_parser("worker", help="run only the task worker (and paper matcher) against the database")
     state = commands.add_parser("trading-state", help="set the trading state yourself (e.g. leave HALTED)")
     state.add_argument("state", choices=["active", "reducing", "halted"])
     state.add_argument("--reason", default="set from the command line")
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         from heablcoin_mcp.demo import run_demo
 
         return run_demo(sys.stdout)
+    if command == "worker":
+        return worker()
     if command == "trading-state":
         return trading_state(args.state.upper(), args.reason)
     overrides = {k: v for k in ("transport", "host", "port") if (v := getattr(args, k, None)) is not None}
@@ -114,4 +118,30 @@ def trading_state(state: str, reason: str) -> int:
             return f"trading {view.state} ({view.reason}); {len(cancelled)} open order(s) cancelled\n"
 
     sys.stdout.write(anyio.run(apply))
+    return 0
+
+
+def worker() -> int:
+    """The task worker alone: several processes may share one database."""
+    import anyio
+
+    from heablcoin_mcp.app import App
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n")
+        return 2
+    configure_logging(settings)
+    if settings.worker_concurrency < 1:
+        sys.stderr.write("heablcoin-mcp: HEABLCOIN_WORKER_CONCURRENCY is 0; nothing to run\n")
+        return 2
+
+    async def run() -> None:
+        async with App(settings, environ=os.environ) as app:
+            log.info("worker %s running %d slot(s)", app.worker.worker_id, settings.worker_concurrency)
+            await app.run_background(matcher=False)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(run)
     return 0

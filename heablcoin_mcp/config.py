@@ -23,7 +23,7 @@ ENV_PREFIX = "HEABLCOIN_"
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
-TOOLSET_NAMES: tuple[str, ...] = ("accounts", "ai", "analysis", "market", "risk", "system", "trading")
+TOOLSET_NAMES: tuple[str, ...] = ("accounts", "ai", "analysis", "market", "risk", "system", "tasks", "trading")
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 
@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     regime_low_vol_daily_pct: float = Field(1.5, gt=0)
     regime_window_days: float = Field(7.0, gt=0, le=365)
     trading_mode: Literal["paper", "live"] = "paper"
+    worker_concurrency: int = Field(2, ge=0, le=64, description="task slots in the server process; 0 = none")
+    task_lease_seconds: float = Field(30.0, ge=1, le=3600)
+    task_aging_seconds: float = Field(300.0, ge=1, description="a waiting task gains one priority level per this")
+    task_poll_interval: float = Field(0.5, gt=0, le=60)
+    webhook_secret: SecretStr | None = None
+    webhook_allow_private: bool = False
     ai_endpoints: list[dict[str, Any]] = Field(default_factory=list,
                                                description="JSON list of endpoints declared at start-up")
     ai_deadline: float = Field(60.0, gt=0, le=600, description="seconds an AI call may take, failovers included")
@@ -181,6 +187,6 @@ def config_error(exc: ValidationError) -> ConfigError:
 
 
 def _shown(field: str, value: Any) -> str:
-    if field == "auth_token" or "proxy" in field:
+    if field in ("auth_token", "webhook_secret") or "proxy" in field:
         return "<hidden>"
     return repr(value)

@@ -110,6 +110,22 @@ async def step_trade(client: Client, out: TextIO) -> None:
                   f"unrealised {float(position['unrealized_pnl']):+.4f} USDT\n")
 
 
+async def step_tasks(client: Client, out: TextIO) -> None:
+    fetch = structured(await client.call_tool("publish_enhanced_task", {
+        "name": "fetch_data", "payload": {"symbol": "BTC/USDT", "timeframe": "1h", "limit": 48}}))["task"]
+    analyse = structured(await client.call_tool("publish_enhanced_task", {
+        "name": "market_analysis", "payload": {"symbol": "BTC/USDT", "timeframe": "1h"},
+        "depends_on": [fetch["id"]]}))["task"]
+    report = structured(await client.call_tool("publish_enhanced_task", {
+        "name": "generate_report", "payload": {"title": "BTC hourly"}, "depends_on": [fetch["id"], analyse["id"]]}))
+    out.write(f"publish_enhanced_task × 3: fetch_data → market_analysis → generate_report ({report['message']})\n")
+    waited = structured(await client.call_tool("wait_for_task", {"task_id": report["task"]["id"], "timeout": 60}))
+    task = waited["task"]
+    out.write(f"wait_for_task → {task['status']} after {waited['waited_seconds']} s; the report begins:\n")
+    for line in task["result"]["markdown"].splitlines()[:6]:
+        out.write(f"  {line}\n")
+
+
 async def step_bad_input(client: Client, out: TextIO) -> None:
     result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
     out.write("Nonsense gets a clear error envelope, never a crash:\n")
@@ -123,6 +139,7 @@ TOUR: list[tuple[str, Step]] = [
     ("What is the market doing?", step_market),
     ("Analyse BTC/USDT on the 4h", step_analysis),
     ("Size, place and confirm a paper order", step_trade),
+    ("Hand off a three-step pipeline to the task queue", step_tasks),
     ("What happens with bad input?", step_bad_input),
 ]
 

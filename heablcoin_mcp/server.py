@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, InputRequiredResult
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
-from heablcoin_mcp.tools import _envelope, accounts, ai, analysis, market, risk, system, trading
+from heablcoin_mcp.tools import _envelope, accounts, ai, analysis, market, risk, system, tasks, trading
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -29,6 +29,7 @@ TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
     "market": market.register,
     "risk": risk.register,
     "system": system.register,
+    "tasks": tasks.register,
     "trading": trading.register,
 }
 

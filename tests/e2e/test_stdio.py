@@ -49,5 +49,6 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "scan_market 1d" in out
     assert "place_order 'buy 100 USDT of SOL' → confirmation_required" in out
     assert "confirm_order → filled: buy" in out and "get_portfolio → equity" in out
+    assert "wait_for_task → COMPLETED" in out and "# BTC hourly" in out
     assert '"code": "invalid_input"' in out
     assert not (tmp_path / "ignored").exists()  # the demo uses its own temporary home

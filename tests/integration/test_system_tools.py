@@ -41,7 +41,7 @@ async def test_health_reports_paper_mode_sim_market_and_a_wal_database(app: App,
     assert health["database"]["journal_mode"] == "wal"
     assert health["database"]["schema_version"] == MIGRATIONS[-1].version
     assert health["database"]["path"] == str(app.settings.db_path)
-    assert [c["name"] for c in health["components"]] == ["database", "market_data", "trading", "ai"]
+    assert [c["name"] for c in health["components"]] == ["database", "market_data", "trading", "ai", "tasks"]
     assert health["toolsets"] == list(TOOLSET_NAMES)
 
 

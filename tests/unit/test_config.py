@@ -42,7 +42,7 @@ def test_unknown_toolset_is_rejected_with_the_known_names(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "teleport" in caught.value.message
-    assert "allowed: accounts, ai, analysis, market, risk, system, trading" in caught.value.message
+    assert "allowed: accounts, ai, analysis, market, risk, system, tasks, trading" in caught.value.message
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("all", TOOLSET_NAMES), (" System , system ", ("system",))])

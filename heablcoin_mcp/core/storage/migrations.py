@@ -161,4 +161,69 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "tasks",
+        """
+        CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            priority INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 4),
+            tags TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            completed_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_retries INTEGER NOT NULL DEFAULT 3,
+            timeout REAL,
+            expires_at REAL,
+            run_after REAL NOT NULL DEFAULT 0,
+            pending_parents INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            error TEXT,
+            schedule_id TEXT,
+            callback_url TEXT,
+            worker_id TEXT,
+            lease_until REAL
+        );
+        CREATE INDEX tasks_runnable ON tasks(status, pending_parents, run_after);
+        CREATE INDEX tasks_running ON tasks(status, lease_until);
+        CREATE TABLE task_edges (
+            parent TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+            child TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+            PRIMARY KEY (parent, child)
+        );
+        CREATE INDEX task_edges_by_child ON task_edges(child);
+        CREATE TABLE task_schedules (
+            id TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,
+            every_seconds REAL,
+            cron TEXT,
+            next_run REAL NOT NULL,
+            last_task TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt);
+        """,
+    ),
 )

@@ -1,0 +1,91 @@
+"""TaskService: what the tasks tools call — validated publishing, schedules, waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, Field
+
+from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.cloud.handlers import HandlerRegistry
+from heablcoin_mcp.core.cloud.scheduler import Scheduler
+from heablcoin_mcp.core.cloud.tasks import FINAL, TaskQueue, TaskSpec, TaskView, parse_priority
+from heablcoin_mcp.core.cloud.webhooks import Webhooks
+from heablcoin_mcp.errors import InvalidInput
+
+MAX_TAGS = 20
+MAX_EXPIRY = 90 * 86400.0
+
+
+class Published(BaseModel):
+    task: TaskView
+    schedule_id: str | None = Field(None, description="set when the task repeats on a schedule")
+    message: str
+
+
+class Waited(BaseModel):
+    task: TaskView
+    finished: bool = Field(description="false when the wait timed out first (the task goes on)")
+    waited_seconds: float
+
+
+class TaskService:
+    def __init__(self, queue: TaskQueue, handlers: HandlerRegistry, scheduler: Scheduler, webhooks: Webhooks,
+                 clock: Clock) -> None:
+        self.queue, self.handlers, self.scheduler, self.webhooks, self.clock = (queue, handlers, scheduler,
+                                                                                webhooks, clock)
+
+    def spec(self, name: str, payload: object, *, priority: object = "NORMAL", timeout: float | None = None,
+             expires_in: float | None = None, depends_on: list[str] | None = None, max_retries: int = 3,
+             tags: list[str] | None = None, callback_url: str | None = None) -> TaskSpec:
+        """A validated task specification. Raises InvalidInput naming the first problem."""
+        model = self.handlers.payload(name, payload)
+        if timeout is not None and not 0 < timeout <= 86400:
+            raise InvalidInput(f"timeout must be between 0 and 86400 seconds, got {timeout}")
+        if expires_in is not None and not 0 < expires_in <= MAX_EXPIRY:
+            raise InvalidInput(f"expires_in must be between 0 and {MAX_EXPIRY:g} seconds, got {expires_in}")
+        if not 0 <= max_retries <= 20:
+            raise InvalidInput(f"max_retries must be between 0 and 20, got {max_retries}")
+        tags = [t.strip() for t in tags or [] if t.strip()]
+        if len(tags) > MAX_TAGS or any(len(t) > 40 for t in tags):
+            raise InvalidInput(f"at most {MAX_TAGS} tags of up to 40 characters")
+        return TaskSpec(name=name, payload=model.model_dump(mode="json"), priority=parse_priority(priority),
+                        tags=tuple(tags), max_retries=max_retries, timeout=timeout,
+                        expires_at=self.clock.now() + expires_in if expires_in else None,
+                        depends_on=tuple(depends_on or ()),
+                        callback_url=self.webhooks.check(callback_url) if callback_url else None)
+
+    def publish(self, spec: TaskSpec, schedule: object = None) -> Published:
+        if schedule is not None and schedule != "":
+            if spec.depends_on:
+                raise InvalidInput("a scheduled task cannot depend on other tasks")
+            schedule_id, task_id = self.scheduler.add(spec, schedule)
+            return Published(task=self.queue.get(task_id), schedule_id=schedule_id,
+                             message=f"published now and repeating on schedule {schedule_id}")
+        (task_id,) = self.queue.publish([spec])
+        task = self.queue.get(task_id)
+        waiting = f", waiting for {task.waiting_on} dependenc{'y' if task.waiting_on == 1 else 'ies'}" \
+            if task.waiting_on else ""
+        return Published(task=task, message=f"queued {task.name} as {task.id}{waiting}")
+
+    async def wait(self, task_id: str, timeout: float,
+                   progress: Callable[[float, str], Awaitable[None]] | None = None) -> Waited:
+        """Poll until the task finishes or ``timeout`` passes; never blocks the event loop."""
+        if not 0 < timeout <= 600:
+            raise InvalidInput("timeout must be between 0 and 600 seconds")
+        started = anyio.current_time()  # real waiting: the worker runs in real time too
+        last_status = ""
+        while True:
+            task = self.queue.get(task_id)
+            waited = anyio.current_time() - started
+            if task.status != last_status and progress is not None:
+                await progress(min(waited, timeout), f"{task.status} (attempt {task.attempts})")
+                last_status = task.status
+            if task.status in FINAL or waited >= timeout:
+                return Waited(task=task, finished=task.status in FINAL, waited_seconds=round(waited, 3))
+            await anyio.sleep(min(0.2, max(0.01, timeout - waited)))
+
+    def handler_names(self) -> list[dict[str, Any]]:
+        return [{"name": n, "description": self.handlers.get(n).description} for n in self.handlers.names()]

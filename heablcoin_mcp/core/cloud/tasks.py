@@ -1,0 +1,423 @@
+"""A persistent priority task queue in SQLite: dependencies, leases, timeouts, expiry and retries.
+
+State machine::
+
+    publish ──► PENDING ──claim──► RUNNING ──ok──► COMPLETED ──► children whose parents are all
+       │           ▲   │              │                          complete become runnable
+       │           │   │              ├─error, attempts left──► PENDING (backoff)
+       │           │   │              ├─error, none left──────► FAILED ─┐
+       │           │   │              ├─timeout, attempts left─► TIMED_OUT (claimable after backoff)
+       │           │   │              ├─timeout, none left─────► FAILED ─┤
+       │           │   │              └─lease lapsed (worker died): as an error
+       │           │   ├─expires_at passed──────────────────────► EXPIRED ┤ dependents (and theirs)
+       │           │   └─cancel─────────────────────────────────► CANCELLED ┘ are CANCELLED with the reason
+       │           └─retry_task (FAILED / TIMED_OUT / CANCELLED / EXPIRED; attempts reset to 0)
+       └─ a parent already FAILED / CANCELLED / EXPIRED: refused
+
+- Order: effective priority first — priority + 1 level per ``aging_seconds`` waited (capped at
+  URGENT), so a LOW task is not starved forever — then FIFO by a monotonic sequence.
+- Claim: one short BEGIN IMMEDIATE transaction sets RUNNING, the worker, a lease and attempts + 1.
+  Workers renew the lease while the handler runs; a lapsed lease means the worker died.
+- Delivery is at-least-once: a worker killed after finishing a handler but before recording it
+  will see the task run again. Handlers must be idempotent.
+- max_retries counts retries after the first run: a task runs at most 1 + max_retries times.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.errors import InvalidInput, NotFound
+
+Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
+PRIORITIES = {"LOW": 1, "NORMAL": 2, "HIGH": 3, "URGENT": 4}
+PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
+WAITING = ("PENDING", "TIMED_OUT")
+DEAD = ("FAILED", "CANCELLED", "EXPIRED")
+FINAL = ("COMPLETED", *DEAD)
+MAX_RESULT_CHARS = 200_000
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    lease_seconds: float = 30.0
+    aging_seconds: float = 300.0
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    retention_seconds: float = 7 * 86400.0
+
+
+class TaskView(BaseModel):
+    id: str
+    name: str
+    payload: dict[str, Any]
+    priority: str
+    tags: list[str]
+    status: Status
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    completed_at: float | None
+    attempts: int
+    max_retries: int
+    timeout: float | None
+    expires_at: float | None
+    run_after: float
+    depends_on: list[str]
+    waiting_on: int = Field(description="parents not yet completed")
+    result: Any = None
+    error: str | None
+    schedule_id: str | None
+    callback_url: str | None
+    worker_id: str | None
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    payload: dict[str, Any]
+    priority: int = 2
+    tags: tuple[str, ...] = ()
+    max_retries: int = 3
+    timeout: float | None = None
+    expires_at: float | None = None
+    depends_on: tuple[str, ...] = ()
+    callback_url: str | None = None
+    key: str | None = None  # a name other specs of the same batch may depend on
+    schedule_id: str | None = None
+
+
+def parse_priority(value: object) -> int:
+    """Raises InvalidInput for anything but 1-4 or LOW / NORMAL / HIGH / URGENT."""
+    if isinstance(value, str) and value.strip().upper() in PRIORITIES:
+        return PRIORITIES[value.strip().upper()]
+    if isinstance(value, int | str) and str(value).strip() in ("1", "2", "3", "4"):
+        return int(value)
+    raise InvalidInput(f"priority must be LOW, NORMAL, HIGH, URGENT or 1-4, got {value!r}")
+
+
+class TaskQueue:
+    def __init__(self, db: Database, clock: Clock, policy: QueuePolicy | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy = policy or QueuePolicy()
+        self.rng = rng or random.Random()
+
+    # --- publish -------------------------------------------------------------------------------
+
+    def publish(self, specs: list[TaskSpec]) -> list[str]:
+        """Publish tasks in one transaction; ``depends_on`` names task ids or keys of this batch.
+
+        Raises:
+            InvalidInput: a cycle, a self-dependency, a duplicate key, or a parent already dead.
+            NotFound: a dependency that names no task.
+        """
+        keys = [spec.key for spec in specs if spec.key]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput("two tasks of the batch share a key")
+        own = [f"tsk_{secrets.token_urlsafe(12)}" for _ in specs]
+        ids = {spec.key: task_id for spec, task_id in zip(specs, own, strict=True) if spec.key}
+        for spec in specs:
+            if spec.key and spec.key in spec.depends_on:
+                raise InvalidInput(f"task {spec.key} depends on itself")
+        _check_acyclic(specs, ids)
+        now = self.clock.now()
+        with self.db.write() as conn:
+            for spec, task_id in zip(specs, own, strict=True):
+                parents = [ids.get(d, d) for d in spec.depends_on]
+                waiting = 0
+                for parent in dict.fromkeys(parents):
+                    row = conn.execute("SELECT status FROM tasks WHERE id = ?", (parent,)).fetchone()
+                    if row is None:
+                        raise NotFound(f"dependency {parent!r} is not a task",
+                                       hint="depends_on takes task ids (or keys of tasks in the same batch).")
+                    if row["status"] in DEAD:
+                        raise InvalidInput(f"dependency {parent} is {row['status']}; this task could never run",
+                                           hint="Retry the parent first (retry_enhanced_task).")
+                    waiting += row["status"] != "COMPLETED"
+                seq = conn.execute("INSERT INTO counters (name, value) VALUES ('task_seq', 1) ON CONFLICT (name) "
+                                   "DO UPDATE SET value = value + 1 RETURNING value").fetchone()[0]
+                conn.execute(
+                    "INSERT INTO tasks (id, seq, name, payload, priority, tags, status, created_at, updated_at, "
+                    "max_retries, timeout, expires_at, pending_parents, callback_url, schedule_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task_id, seq, spec.name, json.dumps(spec.payload), spec.priority, json.dumps(list(spec.tags)),
+                     now, now, spec.max_retries, spec.timeout, spec.expires_at, waiting, spec.callback_url,
+                     spec.schedule_id))
+                conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
+                                 [(p, task_id) for p in dict.fromkeys(parents)])
+        return own
+
+    # --- claim and outcomes --------------------------------------------------------------------
+
+    def claim(self, worker_id: str) -> TaskView | None:
+        """The best runnable task, now RUNNING under this worker's lease; None when there is none."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT id FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') AND pending_parents = 0 "
+                "AND run_after <= ? AND (expires_at IS NULL OR expires_at > ?) "
+                "ORDER BY MIN(4, priority + CAST((? - created_at) / ? AS INTEGER)) DESC, seq LIMIT 1",
+                (now, now, now, self.policy.aging_seconds)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE tasks SET status = 'RUNNING', worker_id = ?, lease_until = ?, attempts = attempts + 1,"
+                         " started_at = ?, updated_at = ? WHERE id = ?",
+                         (worker_id, now + self.policy.lease_seconds, now, now, row["id"]))
+        return self.get(row["id"])
+
+    def renew(self, task_id: str, worker_id: str) -> bool:
+        """Extend the lease; False if the task is no longer ours (reaped or cancelled)."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            changed = conn.execute("UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'RUNNING' AND "
+                                   "worker_id = ?", (now + self.policy.lease_seconds, task_id, worker_id)).rowcount
+        return changed == 1
+
+    def complete(self, task_id: str, worker_id: str, result: Any) -> bool:
+        """Record success and release the children, in one transaction. False if no longer ours."""
+        text = json.dumps(result, default=str)
+        if len(text) > MAX_RESULT_CHARS:
+            text = json.dumps({"truncated": True, "preview": text[:2000]})
+        now = self.clock.now()
+        with self.db.write() as conn:
+            changed = conn.execute("UPDATE tasks SET status = 'COMPLETED', result = ?, error = NULL, completed_at = ?,"
+                                   " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
+                                   "worker_id = ?", (text, now, now, task_id, worker_id)).rowcount
+            if changed:
+                conn.execute("UPDATE tasks SET pending_parents = pending_parents - 1, updated_at = ? WHERE id IN "
+                             "(SELECT child FROM task_edges WHERE parent = ?)", (now, task_id))
+                _queue_callback(conn, task_id, now)
+        return changed == 1
+
+    def fail(self, task_id: str, worker_id: str | None, error: str, *, timed_out: bool = False) -> Status | None:
+        """A run failed (or timed out, or its worker died): retry with backoff while attempts remain."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None or row["status"] != "RUNNING" or (worker_id and row["worker_id"] != worker_id):
+                return None
+            return self._fail_row(conn, row, error, timed_out, now)
+
+    def _fail_row(self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, timed_out: bool,
+                  now: float) -> Status:
+        if row["attempts"] <= row["max_retries"]:
+            status: Status = "TIMED_OUT" if timed_out else "PENDING"
+            conn.execute("UPDATE tasks SET status = ?, error = ?, run_after = ?, lease_until = NULL, updated_at = ? "
+                         "WHERE id = ?", (status, error, now + self.backoff(row["attempts"]), now, row["id"]))
+            return status
+        conn.execute("UPDATE tasks SET status = 'FAILED', error = ?, completed_at = ?, lease_until = NULL, "
+                     "updated_at = ? WHERE id = ?", (error, now, now, row["id"]))
+        self._cascade(conn, row["id"], f"cancelled: dependency {row['id']} failed", now)
+        _queue_callback(conn, row["id"], now)
+        return "FAILED"
+
+    def reschedule(self, task_id: str, worker_id: str, after: float, note: str) -> bool:
+        """Run again later without counting an attempt (a price alert that has not fired yet)."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            changed = conn.execute(
+                "UPDATE tasks SET status = 'PENDING', attempts = attempts - 1, run_after = ?, result = ?, "
+                "lease_until = NULL, updated_at = ? WHERE id = ? AND status = 'RUNNING' AND worker_id = ?",
+                (now + after, json.dumps({"waiting": note}), now, task_id, worker_id)).rowcount
+        return changed == 1
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential with full jitter: a random wait up to base × 2^(attempts−1), capped."""
+        return self.rng.uniform(0.5, 1.0) * min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempts - 1))
+
+    def _cascade(self, conn: sqlite3.Connection, task_id: str, reason: str, now: float) -> int:
+        """Cancel every waiting descendant of a dead task: none waits forever on it."""
+        conn.execute(
+            "WITH RECURSIVE below(id) AS (SELECT child FROM task_edges WHERE parent = ? UNION "
+            "SELECT e.child FROM task_edges e JOIN below b ON e.parent = b.id) "
+            "UPDATE tasks SET status = 'CANCELLED', error = ?, completed_at = ?, updated_at = ? "
+            "WHERE id IN (SELECT id FROM below) AND status IN ('PENDING', 'TIMED_OUT', 'RUNNING')",
+            (task_id, reason, now, now))
+        return int(conn.execute("SELECT changes()").fetchone()[0])  # rowcount is -1 for a WITH statement
+
+    # --- maintenance ---------------------------------------------------------------------------
+
+    def reap(self) -> int:
+        """Tasks whose worker stopped renewing its lease (it died) go back to PENDING or FAIL."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            rows = conn.execute("SELECT * FROM tasks WHERE status = 'RUNNING' AND lease_until < ?", (now,)).fetchall()
+            for row in rows:
+                self._fail_row(conn, row, f"lease lapsed: worker {row['worker_id']} stopped", False, now)
+        return len(rows)
+
+    def expire(self) -> int:
+        """Waiting tasks past their expiry become EXPIRED (cascading to their dependents)."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            rows = conn.execute("SELECT id FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') AND expires_at IS NOT "
+                                "NULL AND expires_at <= ?", (now,)).fetchall()
+            for row in rows:
+                conn.execute("UPDATE tasks SET status = 'EXPIRED', error = 'expired before it could run', "
+                             "completed_at = ?, updated_at = ? WHERE id = ?", (now, now, row["id"]))
+                self._cascade(conn, row["id"], f"cancelled: dependency {row['id']} expired", now)
+        return len(rows)
+
+    def cleanup(self) -> tuple[int, int]:
+        """Expire what is due, then delete finished tasks older than the retention window."""
+        expired = self.expire()
+        cutoff = self.clock.now() - self.policy.retention_seconds
+        with self.db.write() as conn:
+            deleted = conn.execute(f"DELETE FROM tasks WHERE status IN {FINAL} AND completed_at < ?",
+                                   (cutoff,)).rowcount
+        return expired, deleted
+
+    # --- user actions --------------------------------------------------------------------------
+
+    def cancel(self, task_id: str, *, cascade: bool = True) -> tuple[TaskView, int]:
+        """Cancel a waiting or running task. With cascade its dependents are cancelled too; without,
+        they are released to run without it. Raises NotFound / InvalidInput (already finished)."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = self._row(conn, task_id)
+            if row["status"] in FINAL:
+                raise InvalidInput(f"task {task_id} is already {row['status']}")
+            conn.execute("UPDATE tasks SET status = 'CANCELLED', error = 'cancelled on request', completed_at = ?, "
+                         "updated_at = ?, lease_until = NULL WHERE id = ?", (now, now, task_id))
+            if cascade:
+                affected = self._cascade(conn, task_id, f"cancelled: dependency {task_id} was cancelled", now)
+            else:
+                affected = conn.execute("UPDATE tasks SET pending_parents = pending_parents - 1 WHERE id IN "
+                                        "(SELECT child FROM task_edges WHERE parent = ?)", (task_id,)).rowcount
+        return self.get(task_id), affected
+
+    def retry(self, task_id: str) -> TaskView:
+        """Re-queue a FAILED / TIMED_OUT / CANCELLED / EXPIRED task with attempts reset to 0.
+
+        Raises InvalidInput when it is not in one of those states or one of its parents is dead."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = self._row(conn, task_id)
+            if row["status"] not in ("FAILED", "TIMED_OUT", "CANCELLED", "EXPIRED"):
+                raise InvalidInput(f"only failed, timed-out, cancelled or expired tasks can be retried; {task_id} is "
+                                   f"{row['status']}")
+            parents = conn.execute("SELECT t.id, t.status FROM task_edges e JOIN tasks t ON t.id = e.parent "
+                                   "WHERE e.child = ?", (task_id,)).fetchall()
+            dead = [p["id"] for p in parents if p["status"] in DEAD]
+            if dead:
+                raise InvalidInput(f"dependencies {', '.join(dead)} are dead", hint="Retry them first.")
+            waiting = sum(p["status"] != "COMPLETED" for p in parents)
+            expires = row["expires_at"] if row["expires_at"] is None or row["expires_at"] > now else None
+            conn.execute("UPDATE tasks SET status = 'PENDING', attempts = 0, error = NULL, result = NULL, "
+                         "run_after = 0, pending_parents = ?, completed_at = NULL, expires_at = ?, updated_at = ? "
+                         "WHERE id = ?",
+                         (waiting, expires, now, task_id))
+        return self.get(task_id)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _row(self, conn: sqlite3.Connection, task_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown task {task_id!r}", hint="list_enhanced_tasks shows task ids.")
+        return row
+
+    def get(self, task_id: str) -> TaskView:
+        conn = self.db.conn
+        row = self._row(conn, task_id)
+        parents = [r[0] for r in conn.execute("SELECT parent FROM task_edges WHERE child = ?", (task_id,))]
+        return _view(row, parents)
+
+    def parent_results(self, task_id: str) -> dict[str, Any]:
+        rows = self.db.conn.execute("SELECT t.id, t.name, t.result FROM task_edges e JOIN tasks t ON t.id = e.parent "
+                                    "WHERE e.child = ? AND t.status = 'COMPLETED'", (task_id,)).fetchall()
+        return {r["id"]: {"name": r["name"], "result": json.loads(r["result"]) if r["result"] else None}
+                for r in rows}
+
+    def list(self, *, status: str | None = None, priority_min: int | None = None, tags: Iterable[str] = (),
+             name: str | None = None, limit: int = 50) -> list[TaskView]:
+        sql, params = "SELECT * FROM tasks WHERE 1 = 1", []
+        if status:
+            sql, params = sql + " AND status = ?", [*params, status]
+        if priority_min:
+            sql, params = sql + " AND priority >= ?", [*params, priority_min]
+        if name:
+            sql, params = sql + " AND name = ?", [*params, name]
+        for tag in tags:
+            sql, params = sql + " AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)", [*params, tag]
+        rows = self.db.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        return [self.get(r["id"]) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        conn, now = self.db.conn, self.clock.now()
+        by_status = {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")}
+        by_priority = {PRIORITY_NAMES[r[0]]: r[1] for r in conn.execute(
+            "SELECT priority, count(*) FROM tasks GROUP BY priority")}
+        oldest = conn.execute("SELECT min(created_at) FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT')").fetchone()
+        oldest = oldest[0]
+        runs = sorted(r[0] for r in conn.execute(
+            "SELECT completed_at - started_at FROM tasks WHERE status = 'COMPLETED' AND started_at IS NOT NULL "
+            "ORDER BY completed_at DESC LIMIT 1000"))
+        done_minute = conn.execute("SELECT count(*) FROM tasks WHERE status = 'COMPLETED' AND completed_at >= ?",
+                                   (now - 60,)).fetchone()[0]
+        done_hour = conn.execute("SELECT count(*) FROM tasks WHERE status = 'COMPLETED' AND completed_at >= ?",
+                                 (now - 3600,)).fetchone()[0]
+        return {
+            "total": sum(by_status.values()), "by_status": by_status, "by_priority": by_priority,
+            "expired": by_status.get("EXPIRED", 0), "running": by_status.get("RUNNING", 0),
+            "oldest_pending_age_seconds": round(now - oldest, 3) if oldest is not None else None,
+            "avg_run_seconds": round(sum(runs) / len(runs), 4) if runs else None,
+            "p95_run_seconds": round(runs[int(0.95 * (len(runs) - 1))], 4) if runs else None,
+            "completed_last_minute": done_minute, "completed_last_hour": done_hour,
+        }
+
+
+def _queue_callback(conn: sqlite3.Connection, task_id: str, now: float) -> None:
+    """A task with a callback_url that just finished gets a webhook delivery, in the same transaction."""
+    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if not row["callback_url"]:
+        return
+    summary = {"id": row["id"], "name": row["name"], "status": row["status"], "attempts": row["attempts"],
+               "error": row["error"], "completed_at": row["completed_at"],
+               "result": json.loads(row["result"]) if row["result"] else None}
+    conn.execute("INSERT INTO webhook_deliveries (task_id, url, body, status, next_attempt, created_at) "
+                 "VALUES (?, ?, ?, 'pending', ?, ?)", (task_id, row["callback_url"], json.dumps(summary, default=str),
+                                                      now, now))
+
+
+def _check_acyclic(specs: list[TaskSpec], ids: dict[str, str]) -> None:
+    """Edges within a batch must not form a cycle (edges to existing tasks cannot: those are older)."""
+    graph = {spec.key: [d for d in spec.depends_on if d in ids] for spec in specs if spec.key}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        if state.get(node) == 2:
+            return
+        if state.get(node) == 1:
+            raise InvalidInput(f"dependency cycle: {' -> '.join([*path, node])}")
+        state[node] = 1
+        for nxt in graph.get(node, []):
+            visit(nxt, [*path, node])
+        state[node] = 2
+
+    for key in graph:
+        visit(key, [])
+
+
+def _view(row: sqlite3.Row, parents: list[str]) -> TaskView:
+    return TaskView(
+        id=row["id"], name=row["name"], payload=json.loads(row["payload"]),
+        priority=PRIORITY_NAMES[row["priority"]], tags=json.loads(row["tags"]), status=row["status"],
+        created_at=row["created_at"], updated_at=row["updated_at"], started_at=row["started_at"],
+        completed_at=row["completed_at"], attempts=row["attempts"], max_retries=row["max_retries"],
+        timeout=row["timeout"], expires_at=row["expires_at"], run_after=row["run_after"], depends_on=parents,
+        waiting_on=row["pending_parents"], result=json.loads(row["result"]) if row["result"] else None,
+        error=row["error"], schedule_id=row["schedule_id"], callback_url=row["callback_url"],
+        worker_id=row["worker_id"])

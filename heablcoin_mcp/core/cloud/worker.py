@@ -1,0 +1,114 @@
+"""The worker pool: claim, run with a timeout while renewing the lease, record the outcome.
+
+Runs inside the server process (``HEABLCOIN_WORKER_CONCURRENCY`` slots) or alone as
+``heablcoin-mcp worker``; several processes can share one database safely because every claim is
+a single BEGIN IMMEDIATE transaction. Maintenance (reaping lapsed leases, expiring tasks, due
+schedules, webhook deliveries) runs in every worker process; each step is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from heablcoin_mcp.core.cloud.handlers import HandlerRegistry, Later, TaskContext
+from heablcoin_mcp.core.cloud.scheduler import Scheduler
+from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskView
+from heablcoin_mcp.core.cloud.webhooks import Webhooks
+from heablcoin_mcp.errors import HeablError
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, queue: TaskQueue, handlers: HandlerRegistry, scheduler: Scheduler, webhooks: Webhooks, *,
+                 concurrency: int = 2, poll_interval: float = 0.5,
+                 sleep: Callable[[float], Awaitable[Any]] = anyio.sleep) -> None:
+        self.queue, self.handlers, self.scheduler, self.webhooks = queue, handlers, scheduler, webhooks
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.sleep = sleep
+        self.worker_id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._maintain)
+            for slot in range(self.concurrency):
+                tg.start_soon(self._slot, slot)
+
+    async def _slot(self, slot: int) -> None:
+        while True:
+            if not await self.run_one(f"{self.worker_id}/{slot}"):
+                await self.sleep(self.poll_interval)
+
+    async def _maintain(self) -> None:
+        while True:
+            await self.maintain()
+            await self.sleep(self.poll_interval)
+
+    async def maintain(self) -> None:
+        try:
+            self.queue.reap()
+            self.queue.expire()
+            self.scheduler.tick()
+            await self.webhooks.deliver_due()
+        except Exception:  # maintenance must outlive one bad round
+            log.exception("task maintenance failed")
+
+    async def run_one(self, worker_id: str | None = None) -> bool:
+        """Claim and run one task; False when nothing was runnable."""
+        worker_id = worker_id or self.worker_id
+        task = self.queue.claim(worker_id)
+        if task is None:
+            return False
+        await self._run(task, worker_id)
+        return True
+
+    async def _run(self, task: TaskView, worker_id: str) -> None:
+        try:
+            handler = self.handlers.get(task.name)
+            payload = self.handlers.payload(task.name, task.payload)
+        except HeablError as exc:
+            self.queue.fail(task.id, worker_id, f"{exc.code}: {exc.message}")
+            return
+        outcome: Any = None
+        error: str | None = None
+        timed_out = lost = False
+        async with anyio.create_task_group() as tg:
+            lease_lost = anyio.Event()
+            tg.start_soon(self._renew, task.id, worker_id, lease_lost, tg.cancel_scope)
+            try:
+                with anyio.fail_after(task.timeout) if task.timeout else contextlib.nullcontext():
+                    outcome = await handler.fn(payload, TaskContext(task, self.queue, worker_id))
+            except TimeoutError:
+                timed_out, error = True, f"timed out after {task.timeout:g} s"
+            except HeablError as exc:
+                error = f"{exc.code}: {exc.message}"
+            except Exception as exc:  # a handler bug must not kill the worker
+                log.exception("task %s (%s) crashed", task.id, task.name)
+                error = f"internal: {type(exc).__name__}"
+            lost = lease_lost.is_set()
+            tg.cancel_scope.cancel()
+        if lost:
+            return  # reaped or cancelled meanwhile: the queue's record wins
+        if error is not None:
+            self.queue.fail(task.id, worker_id, error, timed_out=timed_out)
+        elif isinstance(outcome, Later):
+            self.queue.reschedule(task.id, worker_id, outcome.after_seconds, outcome.note)
+        else:
+            self.queue.complete(task.id, worker_id, outcome)
+
+    async def _renew(self, task_id: str, worker_id: str, lost: anyio.Event, scope: anyio.CancelScope) -> None:
+        while True:
+            await anyio.sleep(self.queue.policy.lease_seconds / 3)
+            if not self.queue.renew(task_id, worker_id):
+                lost.set()
+                scope.cancel()
+                return
