@@ -165,17 +165,32 @@ class TaskQueue:
         """The best runnable task, now RUNNING under this worker's lease; None when there is none."""
         now = self.clock.now()
         with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT id FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') AND pending_parents = 0 "
-                "AND run_after <= ? AND (expires_at IS NULL OR expires_at > ?) "
-                "ORDER BY MIN(4, priority + CAST((? - created_at) / ? AS INTEGER)) DESC, seq LIMIT 1",
-                (now, now, now, self.policy.aging_seconds)).fetchone()
+            row = self._best_runnable(conn, now)
             if row is None:
                 return None
             conn.execute("UPDATE tasks SET status = 'RUNNING', worker_id = ?, lease_until = ?, attempts = attempts + 1,"
                          " started_at = ?, updated_at = ? WHERE id = ?",
                          (worker_id, now + self.policy.lease_seconds, now, now, row["id"]))
         return self.get(row["id"])
+
+    def _best_runnable(self, conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
+        """Within one priority the oldest task has aged the most, so only the head of each of the four
+        FIFO lines can be the best: four indexed look-ups instead of ranking every waiting task."""
+        heads = []
+        for priority in (4, 3, 2, 1):
+            head = conn.execute(
+                "SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') "
+                "AND pending_parents = 0 AND priority = ? AND run_after <= ? "
+                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT 1", (priority, now, now)).fetchone()
+            if head is not None:
+                heads.append(head)
+        if not heads:
+            return None
+        return max(heads, key=lambda h: (self.effective_priority(h["priority"], h["created_at"], now), -h["seq"]))
+
+    def effective_priority(self, priority: int, created_at: float, now: float) -> int:
+        """One level more per ``aging_seconds`` waited, at most URGENT."""
+        return min(4, priority + int((now - created_at) // self.policy.aging_seconds))
 
     def renew(self, task_id: str, worker_id: str) -> bool:
         """Extend the lease; False if the task is no longer ours (reaped or cancelled)."""

@@ -194,7 +194,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             worker_id TEXT,
             lease_until REAL
         );
-        CREATE INDEX tasks_runnable ON tasks(status, pending_parents, run_after);
+        CREATE INDEX tasks_claimable ON tasks(priority, seq)
+            WHERE status IN ('PENDING', 'TIMED_OUT') AND pending_parents = 0;
+        CREATE INDEX tasks_by_status ON tasks(status);
         CREATE INDEX tasks_running ON tasks(status, lease_until);
         CREATE TABLE task_edges (
             parent TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,

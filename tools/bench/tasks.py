@@ -1,0 +1,115 @@
+"""Task queue benchmarks (ratios against references measured in the same run).
+
+- publish one task per transaction, and a batch in one transaction, vs raw SQLite inserts with the
+  same pragmas, and vs Huey's SqliteStorage.enqueue;
+- claim + complete throughput vs a raw SQLite claim/complete pair of statements per task, and vs
+  Huey's SqliteStorage.dequeue;
+- releasing a 10,000-task DAG (every task but the root waits on a parent) vs running 10,000
+  independent tasks: the cost of dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from heablcoin_mcp.core.clock import SystemClock
+from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskSpec
+from heablcoin_mcp.core.storage import Database, transaction
+
+PAYLOAD = {"seconds": 0}
+
+
+def _queue(path: Path) -> TaskQueue:
+    db = Database(path)
+    db.migrate()
+    return TaskQueue(db, SystemClock())
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _raw(path: Path) -> tuple[Database, object]:
+    db = Database(path, migrations=())
+    conn = db.connect()
+    conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT, priority INT, status TEXT, worker TEXT)")
+    return db, conn
+
+
+def rows(count: int = 2000) -> list[tuple[str, float, str, float]]:
+    import huey.storage
+
+    results = []
+    with tempfile.TemporaryDirectory() as home:
+        base = Path(home)
+        queue = _queue(base / "q1.db")
+        ours = _timed(lambda: [queue.publish([TaskSpec("system.sleep", PAYLOAD)]) for _ in range(count)])
+        _, raw_conn = _raw(base / "raw1.db")
+
+        def raw_inserts() -> None:
+            for _ in range(count):
+                with transaction(raw_conn):  # type: ignore[arg-type]
+                    raw_conn.execute("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
+                                     (json.dumps(PAYLOAD),))
+
+        raw = _timed(raw_inserts)
+        storage = huey.storage.SqliteStorage(name="bench", filename=str(base / "huey.db"))
+        huey_time = _timed(lambda: [storage.enqueue(b"x" * 64, priority=2) for _ in range(count)])
+        results += [(f"publish {count}, one per transaction", ours, "raw SQLite insert per txn", raw),
+                    (f"publish {count}, one per transaction", ours, "Huey SqliteStorage.enqueue", huey_time)]
+
+        batch_queue = _queue(base / "q2.db")
+        batch = _timed(lambda: batch_queue.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(count)]))
+        _, raw_batch_conn = _raw(base / "raw2.db")
+
+        def raw_batch() -> None:
+            with transaction(raw_batch_conn):  # type: ignore[arg-type]
+                raw_batch_conn.executemany(  # type: ignore[attr-defined]
+                    "INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",
+                    [(json.dumps(PAYLOAD),)] * count)
+
+        results.append((f"publish {count} in one batch", batch, "raw executemany, one txn", _timed(raw_batch)))
+
+        def drain() -> None:
+            while (task := queue.claim("bench")) is not None:
+                queue.complete(task.id, "bench", {})
+
+        claim = _timed(drain)
+
+        def raw_drain() -> None:
+            while True:
+                with transaction(raw_conn):  # type: ignore[arg-type]
+                    row = raw_conn.execute("SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY priority DESC, id "  # type: ignore[attr-defined]
+                                           "LIMIT 1").fetchone()
+                    if row is None:
+                        return
+                    raw_conn.execute("UPDATE jobs SET status = 'RUNNING', worker = 'bench' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
+                with transaction(raw_conn):  # type: ignore[arg-type]
+                    raw_conn.execute("UPDATE jobs SET status = 'COMPLETED' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
+
+        raw_claim = _timed(raw_drain)
+        huey_dequeue = _timed(lambda: [storage.dequeue() for _ in range(count)])
+        results += [(f"claim + complete {count}", claim, "raw SQLite claim + complete", raw_claim),
+                    (f"claim + complete {count}", claim, "Huey SqliteStorage.dequeue", huey_dequeue)]
+
+        dag_size = 10_000
+        dag = _queue(base / "dag.db")
+        keys = [f"t{i}" for i in range(dag_size)]
+        dag.publish([TaskSpec("system.sleep", PAYLOAD, key=keys[i], depends_on=(keys[(i - 1) // 2],) if i else ())
+                     for i in range(dag_size)])
+        flat = _queue(base / "flat.db")
+        flat.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(dag_size)])
+
+        def run_all(q: TaskQueue) -> None:
+            while (task := q.claim("bench")) is not None:
+                q.complete(task.id, "bench", {})
+
+        results.append((f"run a {dag_size:,}-task DAG (binary tree)", _timed(lambda: run_all(dag)),
+                        f"{dag_size:,} independent tasks", _timed(lambda: run_all(flat))))
+    return results
