@@ -2,8 +2,9 @@
 
 Body: the task summary as JSON. Headers: ``X-Heablcoin-Timestamp`` (unix seconds) and
 ``X-Heablcoin-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the shared secret>``.
-Deliveries are queued in SQLite with the task's final state (so none is lost) and retried with
-backoff (1, 2, 4, ... s, up to ``MAX_ATTEMPTS``). Private, loopback and link-local targets are
+Deliveries are queued in SQLite with the task's final state (so none is lost), claimed before each
+POST (so two worker processes never send the same one at once) and retried with backoff (1, 2, 4,
+... s, up to ``MAX_ATTEMPTS``). Private, loopback and link-local targets are
 refused unless explicitly allowed (SSRF guard), checked at publish and again at delivery.
 """
 
@@ -24,6 +25,7 @@ from heablcoin_mcp.errors import ConfigError, InvalidInput
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
 TIMEOUT_SECONDS = 10.0
+SENDING_GRACE = 3 * TIMEOUT_SECONDS
 
 
 def sign(secret: str, timestamp: str, body: str) -> str:
@@ -56,10 +58,12 @@ class Webhooks:
     async def deliver_due(self) -> int:
         """POST every due delivery once; returns how many succeeded."""
         now = self.clock.now()
-        rows = self.db.conn.execute("SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt <= ? "
-                                    "ORDER BY id LIMIT 50", (now,)).fetchall()
+        rows = self.db.conn.execute("SELECT * FROM webhook_deliveries WHERE status IN ('pending', 'sending') AND "
+                                    "next_attempt <= ? ORDER BY id LIMIT 50", (now,)).fetchall()
         delivered = 0
         for row in rows:
+            if not self._claim(row["id"], now):
+                continue  # another worker process is sending it
             error = await self._post(row["url"], row["body"])
             attempts = row["attempts"] + 1
             with self.db.write() as conn:
@@ -74,6 +78,14 @@ class Webhooks:
                                                                  now + 2 ** (attempts - 1), error, row["id"]))
                     log.warning("webhook for %s failed (attempt %d): %s", row["task_id"], attempts, error)
         return delivered
+
+    def _claim(self, delivery_id: int, now: float) -> bool:
+        """Mark a delivery as being sent, so two worker processes never POST it at once. A claim
+        left by a process that died mid-send is due again after ``SENDING_GRACE`` seconds."""
+        with self.db.write() as conn:
+            return conn.execute("UPDATE webhook_deliveries SET status = 'sending', next_attempt = ? WHERE id = ? AND "
+                                "status IN ('pending', 'sending') AND next_attempt <= ?",
+                                (now + SENDING_GRACE, delivery_id, now)).rowcount == 1
 
     async def _post(self, url: str, body: str) -> str | None:
         import httpx

@@ -184,3 +184,15 @@ async def test_failed_deliveries_are_retried_with_backoff(tmp_path: Path, clock:
         assert (row[0], row[1]) == (1, "pending") and row[2] > clock.now()
         assert await app.webhooks.deliver_due() == 0  # not due yet
         assert app.db.conn.execute("SELECT attempts FROM webhook_deliveries").fetchone()[0] == 1
+
+
+async def test_a_delivery_being_sent_by_one_process_is_not_sent_by_another(tmp_path: Path, clock: ManualClock,
+                                                                           receiver: Receiver) -> None:
+    async with make_app(tmp_path, clock, ScriptedMarket(clock), webhook_allow_private=True) as app:
+        app.tasks.publish(app.tasks.spec("system.sleep", {"seconds": 0}, callback_url=receiver.url))
+        await run_all(app)
+        delivery = app.db.conn.execute("SELECT id FROM webhook_deliveries").fetchone()[0]
+        assert app.webhooks._claim(delivery, clock.now()) is True  # another process took it
+        assert await app.webhooks.deliver_due() == 0 and receiver.seen == []
+        clock.advance(31)  # that process died mid-send: the delivery is due again
+        assert await app.webhooks.deliver_due() == 1 and len(receiver.seen) == 1
