@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         from heablcoin_mcp.demo import run_demo
 
         return run_demo(sys.stdout)
-    if command == "worker":
-        return worker()
-    if command == "trading-state":
-        return trading_state(args.state.upper(), args.reason)
     overrides = {k: v for k in ("transport", "host", "port") if (v := getattr(args, k, None)) is not None}
     try:
         settings = load_settings(**overrides)
         configure_logging(settings)
+        if command == "worker":
+            return worker(settings)
+        if command == "trading-state":
+            return trading_state(settings, args.state.upper(), args.reason)
         return serve(settings)
     except ConfigError as exc:
         sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
@@ -99,18 +99,11 @@ def doctor() -> int:
     return 0 if report.ok else 1
 
 
-def trading_state(state: str, reason: str) -> int:
+def trading_state(settings: Settings, state: str, reason: str) -> int:
     """The user at a terminal is the user: this may leave HALTED without a further confirmation."""
     import anyio
 
     from heablcoin_mcp.app import App
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n")
-        return 2
-    configure_logging(settings)
 
     async def apply() -> str:
         async with App(settings, environ=os.environ) as app:
@@ -121,18 +114,12 @@ def trading_state(state: str, reason: str) -> int:
     return 0
 
 
-def worker() -> int:
+def worker(settings: Settings) -> int:
     """The task worker alone: several processes may share one database."""
     import anyio
 
     from heablcoin_mcp.app import App
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n")
-        return 2
-    configure_logging(settings)
     if settings.worker_concurrency < 1:
         sys.stderr.write("heablcoin-mcp: HEABLCOIN_WORKER_CONCURRENCY is 0; nothing to run\n")
         return 2

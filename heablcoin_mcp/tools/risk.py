@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.risk.engine import LimitChange, RiskParametersView, TradingStateView
-from heablcoin_mcp.core.risk.limits import effective
+from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, effective
 from heablcoin_mcp.core.risk.sizing import PositionSize
 from heablcoin_mcp.core.trading.models import OrderView
 from heablcoin_mcp.core.trading.money import text
@@ -36,8 +36,9 @@ class TradingStateResult(BaseModel):
     cancelled_orders: list[OrderView]
 
 
-def given(values: dict[str, object]) -> dict[str, object]:
-    return {name: value for name, value in values.items() if value is not None}
+def limit_changes(arguments: dict[str, object]) -> dict[str, object]:
+    """The limit arguments the caller actually gave (the resolver and the tool take the same names)."""
+    return {name: arguments[name] for name in NUMERIC_LIMITS if arguments.get(name) is not None}
 
 
 def register(server: MCPServer, app: App) -> None:
@@ -76,18 +77,9 @@ def register(server: MCPServer, app: App) -> None:
         *,
         ctx: Context,
     ) -> Elicit[Confirm] | None:
-        values = {
-            "max_order_notional": max_order_notional,
-            "max_position_fraction": max_position_fraction,
-            "max_total_exposure": max_total_exposure,
-            "max_open_orders": max_open_orders,
-            "daily_loss_limit": daily_loss_limit,
-            "max_leverage": max_leverage,
-            "risk_per_trade_pct": risk_per_trade_pct,
-            "max_risk_per_trade_pct": max_risk_per_trade_pct,
-        }
+        arguments = locals()
         try:
-            planned = risk.plan_limit_changes(given(values), deny_symbols_add)
+            planned = risk.plan_limit_changes(limit_changes(arguments), deny_symbols_add)
         except HeablError:
             return None  # the body reports the error
         loosening = [c for c in planned if c.loosens]
@@ -118,17 +110,7 @@ def register(server: MCPServer, app: App) -> None:
         gets `confirmation_required` and nothing changes. No limit can go above the user's configured
         ceiling (HEABLCOIN_RISK_* settings). Fractions are 0-1 (0.25 = 25 % of equity); money is in the
         quote asset."""
-        values = {
-            "max_order_notional": max_order_notional,
-            "max_position_fraction": max_position_fraction,
-            "max_total_exposure": max_total_exposure,
-            "max_open_orders": max_open_orders,
-            "daily_loss_limit": daily_loss_limit,
-            "max_leverage": max_leverage,
-            "risk_per_trade_pct": risk_per_trade_pct,
-            "max_risk_per_trade_pct": max_risk_per_trade_pct,
-        }
-        planned = risk.plan_limit_changes(given(values), deny_symbols_add)
+        planned = risk.plan_limit_changes(limit_changes(locals()), deny_symbols_add)
         if not planned:
             return LimitsChangeResult(
                 applied=False, message="nothing to change", changes=[], limits=risk.limits().as_dict()

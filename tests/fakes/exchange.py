@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.http import FakeHandler, Loopback
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INTERVAL_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "4h": 14_400_000,
@@ -32,10 +33,6 @@ def load_candles(name: str) -> list[list[float]]:
                 for row in csv.DictReader(fh)]
 
 
-
-class LoopbackServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # many concurrent clients; the default backlog of 5 resets connections
 
 @dataclass
 class FakeMarket:
@@ -71,21 +68,18 @@ class FakeBinance:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._server = LoopbackServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._loopback = Loopback(self._handler())
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._loopback.origin
 
     def start(self) -> FakeBinance:
-        self._thread.start()
+        self._loopback.start_serving()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._loopback.stop()
 
     def fail_next(self, count: int, fault: Fault) -> None:
         with self._lock:
@@ -103,14 +97,10 @@ class FakeBinance:
                     return self._faults.pop(index)
             return None
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[FakeHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(FakeHandler):
             def do_GET(self) -> None:
                 self._handle("GET")
 
@@ -131,29 +121,18 @@ class FakeBinance:
                 if fault is not None:
                     time.sleep(fault.stall_seconds)
                     if fault.status is not None:
-                        self._send(fault.status, fault.body, fault.headers)
+                        self.send(fault.status, fault.body, fault.headers)
                         return
                 if parts.path in PRIVATE:
                     if self.headers.get("X-MBX-APIKEY") != fake.api_key or "signature" not in query:
-                        self._send(401, json.dumps({"code": -2015, "msg": "Invalid API-key, IP, or permissions."}),
+                        self.send(401, json.dumps({"code": -2015, "msg": "Invalid API-key, IP, or permissions."}),
                                    {"Content-Type": "application/json"})
                         return
                     status, payload = fake.private(method, parts.path, query)
                 else:
                     status, payload = fake.route(parts.path, query)
-                self._send(status, json.dumps(payload), {"Content-Type": "application/json"})
+                self.send(status, json.dumps(payload), {"Content-Type": "application/json"})
 
-            def _send(self, status: int, body: str, headers: dict[str, str]) -> None:
-                data = body.encode()
-                try:
-                    self.send_response(status)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout tests)
 
         return Handler
 
