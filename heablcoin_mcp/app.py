@@ -60,6 +60,7 @@ class App:
         """``live_api_base`` points live order traffic at another host (a testnet, or the loopback
         fake exchange in tests)."""
         self.settings = settings
+        self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path, synchronous=settings.db_synchronous)
         self.market = MarketService(
@@ -79,12 +80,12 @@ class App:
             ),
         )
         self.accounts = AccountService(
-            self.db, self.clock, environ or {}, default_exchange=settings.exchange,
+            self.db, self.clock, self.environ, default_exchange=settings.exchange,
             quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance,
         )
         self.risk = RiskEngine(self.db, risk_limits(settings), self.clock)
         self.brokers = LiveBrokers(
-            environ or {}, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base
+            self.environ, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base
         )
         self.portfolio = PortfolioService(
             self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance
@@ -95,7 +96,7 @@ class App:
         )
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
         self.endpoints = EndpointStore(self.db, self.clock)
-        self.ai = ApiManager(self.endpoints, self.clock, environ or {}, deadline=settings.ai_deadline)
+        self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline)
         self.queue = TaskQueue(self.db, self.clock, QueuePolicy(lease_seconds=settings.task_lease_seconds,
                                                                 aging_seconds=settings.task_aging_seconds))
         self.webhooks = Webhooks(

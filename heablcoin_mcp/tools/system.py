@@ -33,4 +33,4 @@ def register(server: MCPServer, app: App) -> None:
         optional, with status ok / warn / error and a one-line explanation each. Secrets are masked
         (e.g. 'sk-…abcd'). Same report as the `heablcoin-mcp doctor` command. Use it when the user asks
         how the server is set up or why something is refused."""
-        return diagnose(app.settings)
+        return diagnose(app.settings, app.environ)

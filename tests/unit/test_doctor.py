@@ -75,3 +75,15 @@ def test_doctor_command_exits_1_on_errors_and_masks_secrets(
     assert cli.main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "HEABLCOIN_TRADING_MODE" in out and "FAILED" in out
+
+
+def test_ai_keys_and_the_webhook_secret_are_reported_without_their_values(tmp_path: Path) -> None:
+    declared = [{"name": "deepseek", "base_url": "https://api.deepseek.com/v1", "model": "m",
+                 "api_key_env": "DEEPSEEK_API_KEY"}]
+    report = diagnose(settings(tmp_path, ai_endpoints=declared, webhook_secret="whsec-0123456789abcdef"), environ={})
+    assert check(report, "HEABLCOIN_AI_ENDPOINTS").status == "warn"  # type: ignore[attr-defined]
+    assert "DEEPSEEK_API_KEY" in check(report, "HEABLCOIN_AI_ENDPOINTS").message  # type: ignore[attr-defined]
+    assert check(report, "HEABLCOIN_WEBHOOK_SECRET").value == "whs…cdef"  # type: ignore[attr-defined]
+    fine = diagnose(settings(tmp_path, ai_endpoints=declared), environ={"DEEPSEEK_API_KEY": "sk-x"})
+    assert check(fine, "HEABLCOIN_AI_ENDPOINTS").status == "ok"  # type: ignore[attr-defined]
+    assert "sk-x" not in fine.model_dump_json() and "whsec-0123456789abcdef" not in report.model_dump_json()

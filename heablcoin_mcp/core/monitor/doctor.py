@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,7 +70,9 @@ def report_for_error(error: ConfigError) -> ConfigReport:
     return ConfigReport.of(checks)
 
 
-def diagnose(settings: Settings) -> ConfigReport:
+def diagnose(settings: Settings, environ: Mapping[str, str] | None = None) -> ConfigReport:
+    """Check every setting. ``environ`` (the server's environment) tells whether key variables are set."""
+    environ = os.environ if environ is None else environ
     return ConfigReport.of([
         _check_home(settings),
         _check_trading_mode(settings),
@@ -77,6 +80,13 @@ def diagnose(settings: Settings) -> ConfigReport:
         _check_transport(settings),
         _check_auth_token(settings),
         _check_talib(),
+        _check_ai_endpoints(settings, environ),
+        _check(settings, "worker_concurrency", "optional", str(settings.worker_concurrency),
+               "task worker slots in the server process" if settings.worker_concurrency else
+               "no task worker in the server process: run `heablcoin-mcp worker`"),
+        _check(settings, "webhook_secret", "optional",
+               mask_secret(settings.webhook_secret.get_secret_value()) if settings.webhook_secret else None,
+               "signs task callbacks" if settings.webhook_secret else "not set: tasks cannot have callbacks"),
         _check(settings, "toolsets", "optional", ", ".join(settings.toolsets), "toolsets exposed to clients"),
         _check(settings, "log_level", "optional", settings.log_level, "logs go to stderr"),
         _check(settings, "db_synchronous", "optional", settings.db_synchronous,
@@ -141,6 +151,17 @@ def _check_auth_token(settings: Settings) -> ConfigCheck:
         return _check(settings, "auth_token", "recommended", mask_secret(token),
                       f"shorter than {MIN_TOKEN_LENGTH} characters; use a long random token", "warn")
     return _check(settings, "auth_token", "recommended", mask_secret(token), "bearer token required on HTTP")
+
+
+def _check_ai_endpoints(settings: Settings, environ: Mapping[str, str]) -> ConfigCheck:
+    declared = settings.ai_endpoints
+    missing = sorted({str(e.get("api_key_env")) for e in declared if not environ.get(str(e.get("api_key_env")))})
+    names = ", ".join(str(e.get("name")) for e in declared) or None
+    if missing:
+        return _check(settings, "ai_endpoints", "optional", names,
+                      f"key variable(s) not set: {', '.join(missing)}", "warn")
+    return _check(settings, "ai_endpoints", "optional", names,
+                  "AI endpoints declared at start-up" if declared else "none declared (add_api_endpoint adds some)")
 
 
 def _check_talib() -> ConfigCheck:
