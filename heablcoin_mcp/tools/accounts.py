@@ -16,7 +16,7 @@ from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, 
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol
 from heablcoin_mcp.tools.trading import PLACES_ORDERS, Price
 
-ADDS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 EnvName = Annotated[str | None, Field(description="NAME of the environment variable holding it (never the value), "
                                                   "e.g. BINANCE_API_KEY.", max_length=64)]
 

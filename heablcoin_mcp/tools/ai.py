@@ -15,10 +15,10 @@ from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint
 from heablcoin_mcp.core.cloud.manager import AiReply, EndpointStats
 from heablcoin_mcp.tools._types import Symbol, Timeframe
 
-CONFIGURES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-REMOVES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
-READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
-CALLS_LLM = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+CONFIGURES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+REMOVES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+CALLS_LLM = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 Strategy = Annotated[Literal["priority", "round_robin", "least_latency", "random"],
                      Field(description="priority (1 first), round_robin, least_latency or random (weighted)")]
 COMMENTARY_SYSTEM = (

@@ -13,8 +13,8 @@ from heablcoin_mcp.core.cloud.taskflow import Published, Waited
 from heablcoin_mcp.core.cloud.tasks import TaskView, parse_priority
 from heablcoin_mcp.tools._types import READ_ONLY, NameList
 
-QUEUES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-CANCELS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+QUEUES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 TaskId = Annotated[str, Field(description="Task id (tsk_…).", min_length=4, max_length=64)]
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
 

@@ -18,8 +18,8 @@ from heablcoin_mcp.errors import RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, OptionalSymbol, Symbol
 
-PLACES_ORDERS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
-CANCELS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True)
+PLACES_ORDERS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 Account = Annotated[str, Field(description="Account name; 'default' is the paper account.")]
 Price = Annotated[float | str | None, Field(description="Price in the quote currency.")]
 
