@@ -19,7 +19,9 @@ from heablcoin_mcp.errors import ConfirmationRequired, HeablError
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe
 
-CHANGES_STATE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+CHANGES_STATE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
 Number = Annotated[float | str | None, Field(description="New value; omit to keep.")]
 Reason = Annotated[str, Field(description="Why: recorded in the journal.", min_length=1, max_length=500)]
 

@@ -2,7 +2,6 @@
 
 No `from __future__ import annotations` here: see tools/risk.py."""
 
-
 import json
 from typing import Annotated, Literal
 
@@ -18,7 +17,9 @@ from heablcoin_mcp.errors import RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, OptionalSymbol, Symbol
 
-PLACES_ORDERS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+PLACES_ORDERS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
 CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 Account = Annotated[str, Field(description="Account name; 'default' is the paper account.")]
 Price = Annotated[float | str | None, Field(description="Price in the quote currency.")]
@@ -37,23 +38,66 @@ class TradesResult(BaseModel):
 def register(server: MCPServer, app: App) -> None:
     orders = app.orders
 
-    def request(symbol: str, side: str, amount: float | str, amount_unit: str, order_type: str, price: object,
-                stop_price: object, stop_loss: object, take_profit: object, reduce_only: bool,
-                client_order_id: str | None, account: str) -> OrderRequest:
-        return OrderRequest.build(symbol=symbol, side=side, amount=amount, amount_unit=amount_unit, type=order_type,
-                                  price=price, stop_price=stop_price, stop_loss=stop_loss, take_profit=take_profit,
-                                  reduce_only=reduce_only, client_order_id=client_order_id, account=account)
+    def request(
+        symbol: str,
+        side: str,
+        amount: float | str,
+        amount_unit: str,
+        order_type: str,
+        price: object,
+        stop_price: object,
+        stop_loss: object,
+        take_profit: object,
+        reduce_only: bool,
+        client_order_id: str | None,
+        account: str,
+    ) -> OrderRequest:
+        return OrderRequest.build(
+            symbol=symbol,
+            side=side,
+            amount=amount,
+            amount_unit=amount_unit,
+            type=order_type,
+            price=price,
+            stop_price=stop_price,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            reduce_only=reduce_only,
+            client_order_id=client_order_id,
+            account=account,
+        )
 
     async def ask_to_place(
-        symbol: str, side: str, amount: float | str, ctx: Context, amount_unit: str = "base",
-        order_type: str = "market", price: Price = None, stop_price: Price = None, stop_loss: Price = None,
-        take_profit: Price = None, reduce_only: bool = False, client_order_id: str | None = None,
+        symbol: str,
+        side: str,
+        amount: float | str,
+        ctx: Context,
+        amount_unit: str = "base",
+        order_type: str = "market",
+        price: Price = None,
+        stop_price: Price = None,
+        stop_loss: Price = None,
+        take_profit: Price = None,
+        reduce_only: bool = False,
+        client_order_id: str | None = None,
         account: str = "default",
     ) -> Elicit[Confirm] | None:
         if not client_can_ask(ctx):
             return None
-        req = request(symbol, side, amount, amount_unit, order_type, price, stop_price, stop_loss, take_profit,
-                      reduce_only, client_order_id, account)
+        req = request(
+            symbol,
+            side,
+            amount,
+            amount_unit,
+            order_type,
+            price,
+            stop_price,
+            stop_loss,
+            take_profit,
+            reduce_only,
+            client_order_id,
+            account,
+        )
         outcome = await orders.place(req)
         if outcome.status != "confirmation_required" or outcome.preview is None:
             return None
@@ -66,22 +110,29 @@ def register(server: MCPServer, app: App) -> None:
         side: Annotated[Literal["buy", "sell"], Field(description="buy or sell")],
         amount: Annotated[float | str, Field(description="How much, in amount_unit. Must be positive.")],
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_place)],
-        amount_unit: Annotated[Literal["base", "quote"],
-                               Field(description="'base' = coins (0.01 BTC); 'quote' = money (100 USDT).")] = "base",
-        order_type: Annotated[Literal["market", "limit", "stop", "stop_limit"],
-                              Field(description="market, limit (needs price), stop (needs stop_price), stop_limit "
-                                                "(needs both)")] = "market",
+        amount_unit: Annotated[
+            Literal["base", "quote"], Field(description="'base' = coins (0.01 BTC); 'quote' = money (100 USDT).")
+        ] = "base",
+        order_type: Annotated[
+            Literal["market", "limit", "stop", "stop_limit"],
+            Field(description="market, limit (needs price), stop (needs stop_price), stop_limit (needs both)"),
+        ] = "market",
         price: Price = None,
         stop_price: Price = None,
-        stop_loss: Annotated[float | str | None,
-                             Field(description="Attach a protective sell stop at this price once a buy fills.")] = None,
-        take_profit: Annotated[float | str | None,
-                               Field(description="Attach a sell limit at this price once a buy fills (one cancels "
-                                                 "the other).")] = None,
+        stop_loss: Annotated[
+            float | str | None, Field(description="Attach a protective sell stop at this price once a buy fills.")
+        ] = None,
+        take_profit: Annotated[
+            float | str | None,
+            Field(description="Attach a sell limit at this price once a buy fills (one cancels the other)."),
+        ] = None,
         reduce_only: Annotated[bool, Field(description="Refuse if the order would increase the position.")] = False,
-        client_order_id: Annotated[str | None,
-                                   Field(description="Your id for idempotency: resubmitting it returns the existing "
-                                                     "order, never a second one.")] = None,
+        client_order_id: Annotated[
+            str | None,
+            Field(
+                description="Your id for idempotency: resubmitting it returns the existing order, never a second one."
+            ),
+        ] = None,
         account: Account = "default",
     ) -> OrderOutcome:
         """Place an order — always with the user's confirmation. The order is priced (a market order
@@ -90,13 +141,27 @@ def register(server: MCPServer, app: App) -> None:
         result is `confirmation_required` with a preview and a token — show the preview to the user and
         call confirm_order(token) only after they say yes. Paper trading unless the account is live and
         the server runs in live mode. "buy 100 USDT of SOL" = side buy, amount 100, amount_unit quote."""
-        req = request(symbol, side, amount, amount_unit, order_type, price, stop_price, stop_loss, take_profit,
-                      reduce_only, client_order_id, account)
+        req = request(
+            symbol,
+            side,
+            amount,
+            amount_unit,
+            order_type,
+            price,
+            stop_price,
+            stop_loss,
+            take_profit,
+            reduce_only,
+            client_order_id,
+            account,
+        )
         outcome = await orders.place(req)
         if outcome.status == "rejected" and outcome.preview is not None:
-            raise RiskRejected(outcome.message, hint="Nothing was sent. Adjust the order or the risk settings.",
-                               details={"codes": [f.code for f in outcome.preview.failures],
-                                        "preview": outcome.preview.summary})
+            raise RiskRejected(
+                outcome.message,
+                hint="Nothing was sent. Adjust the order or the risk settings.",
+                details={"codes": [f.code for f in outcome.preview.failures], "preview": outcome.preview.summary},
+            )
         if outcome.status != "confirmation_required" or not was_asked(answer):
             return outcome
         assert outcome.confirmation_token is not None
@@ -149,9 +214,11 @@ def register(server: MCPServer, app: App) -> None:
         return await app.portfolio.portfolio(found.name, found.mode)
 
     @server.tool(title="Trade history", annotations=MARKET_READ)
-    def get_trade_history(account: AccountFilter = None, symbol: OptionalSymbol = None,
-                          limit: Annotated[int, Field(description="Newest first, 1-500.", ge=1, le=500)] = 50,
-                          ) -> TradesResult:
+    def get_trade_history(
+        account: AccountFilter = None,
+        symbol: OptionalSymbol = None,
+        limit: Annotated[int, Field(description="Newest first, 1-500.", ge=1, le=500)] = 50,
+    ) -> TradesResult:
         """Fills (executions) with price, amount, fee, maker/taker liquidity and the realised PnL of each
         sell, newest first. Use get_pnl_report for totals."""
         trades = orders.trades(account, symbol, limit)
@@ -160,23 +227,29 @@ def register(server: MCPServer, app: App) -> None:
     @server.tool(title="PnL report", annotations=MARKET_READ)
     async def get_pnl_report(
         account: Account = "default",
-        period: Annotated[Literal["day", "week", "month", "all"],
-                          Field(description="day, week or month (calendar, UTC) or all")] = "all",
+        period: Annotated[
+            Literal["day", "week", "month", "all"], Field(description="day, week or month (calendar, UTC) or all")
+        ] = "all",
     ) -> PnlReport:
         """Realised and unrealised PnL, fees, trade count, win rate of closing trades, and the maximum
         drawdown of the equity curve for a period."""
         found = app.accounts.get(account)
         return await app.portfolio.pnl_report(found.name, period)
 
-    @server.resource("heablcoin://portfolio/{account}", name="portfolio", title="Portfolio of an account",
-                     mime_type="application/json")
+    @server.resource(
+        "heablcoin://portfolio/{account}",
+        name="portfolio",
+        title="Portfolio of an account",
+        mime_type="application/json",
+    )
     async def portfolio_resource(account: str) -> str:
         """Balances, positions, equity and exposure of one account (e.g. heablcoin://portfolio/default)."""
         found = app.accounts.get(account)
         return (await app.portfolio.portfolio(found.name, found.mode)).model_dump_json()
 
-    @server.resource("heablcoin://journal/recent", name="journal", title="Recent order journal",
-                     mime_type="application/json")
+    @server.resource(
+        "heablcoin://journal/recent", name="journal", title="Recent order journal", mime_type="application/json"
+    )
     def journal_resource() -> str:
         """The last 100 journal entries (intents, fills, cancels, declines, risk rejections), newest first."""
         return json.dumps([e.model_dump() for e in journal.recent(app.db, limit=100)])
