@@ -3,7 +3,7 @@
 No `from __future__ import annotations` here: see tools/risk.py."""
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.types import ToolAnnotations
@@ -17,6 +17,8 @@ from heablcoin_mcp.errors import RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, OptionalSymbol, Symbol
 
+ORDER_ARGUMENTS = ("symbol", "side", "amount", "amount_unit", "order_type", "price", "stop_price", "stop_loss",
+                   "take_profit", "reduce_only", "client_order_id", "account")
 PLACES_ORDERS = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
 )
@@ -38,34 +40,10 @@ class TradesResult(BaseModel):
 def register(server: MCPServer, app: App) -> None:
     orders = app.orders
 
-    def request(
-        symbol: str,
-        side: str,
-        amount: float | str,
-        amount_unit: str,
-        order_type: str,
-        price: object,
-        stop_price: object,
-        stop_loss: object,
-        take_profit: object,
-        reduce_only: bool,
-        client_order_id: str | None,
-        account: str,
-    ) -> OrderRequest:
-        return OrderRequest.build(
-            symbol=symbol,
-            side=side,
-            amount=amount,
-            amount_unit=amount_unit,
-            type=order_type,
-            price=price,
-            stop_price=stop_price,
-            stop_loss=stop_loss,
-            take_profit=take_profit,
-            reduce_only=reduce_only,
-            client_order_id=client_order_id,
-            account=account,
-        )
+    def request(arguments: dict[str, Any]) -> OrderRequest:
+        """The order the caller asked for (the resolver and the tool take the same argument names)."""
+        values = {name: arguments[name] for name in ORDER_ARGUMENTS}
+        return OrderRequest.build(type=values.pop("order_type"), **values)
 
     async def ask_to_place(
         symbol: str,
@@ -84,20 +62,7 @@ def register(server: MCPServer, app: App) -> None:
     ) -> Elicit[Confirm] | None:
         if not client_can_ask(ctx):
             return None
-        req = request(
-            symbol,
-            side,
-            amount,
-            amount_unit,
-            order_type,
-            price,
-            stop_price,
-            stop_loss,
-            take_profit,
-            reduce_only,
-            client_order_id,
-            account,
-        )
+        req = request(locals())
         outcome = await orders.place(req)
         if outcome.status != "confirmation_required" or outcome.preview is None:
             return None
@@ -141,20 +106,7 @@ def register(server: MCPServer, app: App) -> None:
         result is `confirmation_required` with a preview and a token — show the preview to the user and
         call confirm_order(token) only after they say yes. Paper trading unless the account is live and
         the server runs in live mode. "buy 100 USDT of SOL" = side buy, amount 100, amount_unit quote."""
-        req = request(
-            symbol,
-            side,
-            amount,
-            amount_unit,
-            order_type,
-            price,
-            stop_price,
-            stop_loss,
-            take_profit,
-            reduce_only,
-            client_order_id,
-            account,
-        )
+        req = request(locals())
         outcome = await orders.place(req)
         if outcome.status == "rejected" and outcome.preview is not None:
             raise RiskRejected(

@@ -368,7 +368,12 @@ class TaskQueue:
         for tag in tags:
             sql, params = sql + " AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)", [*params, tag]
         rows = self.db.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
-        return [self.get(r["id"]) for r in rows]
+        parents: dict[str, list[str]] = {r["id"]: [] for r in rows}
+        marks = ",".join("?" * len(parents))
+        for edge in self.db.conn.execute(f"SELECT parent, child FROM task_edges WHERE child IN ({marks})",
+                                         list(parents)):
+            parents[edge["child"]].append(edge["parent"])
+        return [_view(r, parents[r["id"]]) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         conn, now = self.db.conn, self.clock.now()

@@ -106,27 +106,12 @@ def apply_fill(conn: sqlite3.Connection, f: FillSpec, *, book_balances: bool = T
     Raises RiskRejected when a paper account cannot pay for it."""
     cost = f.price * f.amount
     pos = position(conn, f.account, f.symbol)
-    if not book_balances:
-        quantity = pos.quantity + f.amount if f.side == "buy" else pos.quantity - f.amount
-        if f.side == "buy":
-            avg, realized = (pos.quantity * pos.avg_entry + cost) / quantity, ZERO
-        else:
-            realized = (f.price - pos.avg_entry) * f.amount if pos.quantity > 0 else ZERO
-            avg = pos.avg_entry if quantity > 0 else ZERO
-    elif f.side == "buy":
-        q = holding(conn, f.account, f.quote)
-        spend = cost + f.fee
-        from_locked = min(f.locked_used, spend, q.locked)
-        _store(conn, f.account, f.quote, Holding(q.free - (spend - from_locked), q.locked - from_locked))
-        credit(conn, f.account, f.base, f.amount)
+    if book_balances:
+        _book_balances(conn, f, cost)
+    if f.side == "buy":
         quantity = pos.quantity + f.amount
-        avg = (pos.quantity * pos.avg_entry + cost) / quantity
-        realized = ZERO
+        avg, realized = (pos.quantity * pos.avg_entry + cost) / quantity, ZERO
     else:
-        b = holding(conn, f.account, f.base)
-        from_locked = min(f.locked_used, f.amount, b.locked)
-        _store(conn, f.account, f.base, Holding(b.free - (f.amount - from_locked), b.locked - from_locked))
-        credit(conn, f.account, f.quote, cost - f.fee)
         quantity = pos.quantity - f.amount
         realized = (f.price - pos.avg_entry) * f.amount if pos.quantity > 0 else ZERO
         avg = pos.avg_entry if quantity > 0 else ZERO
@@ -145,6 +130,21 @@ def apply_fill(conn: sqlite3.Connection, f: FillSpec, *, book_balances: bool = T
          text(realized), f.ts),
     )
     return realized
+
+
+def _book_balances(conn: sqlite3.Connection, f: FillSpec, cost: Decimal) -> None:
+    """Move the money of a paper fill, using the order's reserved funds first."""
+    if f.side == "buy":
+        q = holding(conn, f.account, f.quote)
+        spend = cost + f.fee
+        from_locked = min(f.locked_used, spend, q.locked)
+        _store(conn, f.account, f.quote, Holding(q.free - (spend - from_locked), q.locked - from_locked))
+        credit(conn, f.account, f.base, f.amount)
+    else:
+        b = holding(conn, f.account, f.base)
+        from_locked = min(f.locked_used, f.amount, b.locked)
+        _store(conn, f.account, f.base, Holding(b.free - (f.amount - from_locked), b.locked - from_locked))
+        credit(conn, f.account, f.quote, cost - f.fee)
 
 
 def net_pnl_since(conn: sqlite3.Connection, since: float, account: str | None = None) -> Decimal:

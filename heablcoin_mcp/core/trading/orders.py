@@ -625,9 +625,8 @@ class OrderService:
             market_base, market_quote = row["symbol"].split("/")
             remaining = Decimal(row["amount"]) - Decimal(row["filled"])
             locked = Decimal(row["locked_amount"])
-            filled, cost, fees = Decimal(row["filled"]), ZERO, Decimal(row["fee"])
-            avg_before = Decimal(row["avg_price"]) if row["avg_price"] else ZERO
-            cost = avg_before * filled
+            filled, fees = Decimal(row["filled"]), Decimal(row["fee"])
+            cost = (Decimal(row["avg_price"]) if row["avg_price"] else ZERO) * filled
             for piece in slices:
                 amount = min(piece.amount, remaining)
                 if amount <= 0:
