@@ -298,8 +298,7 @@ class OrderService:
         for account in accounts:
             valuation = await self.portfolio.valuation(account.name)
             if values.get("side") == "sell":
-                budgets[account.name] = (await self.portfolio.holdings(account.name)).get(
-                    symbol.split("/")[0], ledger.Holding(ZERO, ZERO)).free
+                budgets[account.name] = valuation.held.get(symbol.split("/")[0], ledger.Holding(ZERO, ZERO)).free
             else:
                 room = limits.max_position_fraction * valuation.equity - valuation.values.get(symbol, ZERO)
                 price = valuation.marks.get(symbol) or await self.portfolio.mark(symbol)

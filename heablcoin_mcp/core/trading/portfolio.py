@@ -25,6 +25,7 @@ class Valuation:
     equity: Decimal
     cash: Decimal  # quote asset, free + locked
     free_quote: Decimal
+    held: dict[str, ledger.Holding]  # asset -> balance, as read once (from the exchange for live accounts)
     values: dict[str, Decimal]  # symbol -> quote value of the base asset held
     marks: dict[str, Decimal]
     unpriced: list[str]  # assets we hold but cannot price
@@ -122,12 +123,13 @@ class PortfolioService:
                 unpriced.append(asset)
                 continue
             values[symbol] = h.total * marks[symbol]
-        return Valuation(equity=quote.total + sum(values.values(), ZERO), cash=quote.total, free_quote=quote.free,
+        return Valuation(held=held, equity=quote.total + sum(values.values(), ZERO), cash=quote.total,
+                         free_quote=quote.free,
                          values=values, marks=marks, unpriced=unpriced)
 
     async def portfolio(self, account: str, mode: str) -> PortfolioView:
         v = await self.valuation(account)
-        held = await self.holdings(account)
+        held = v.held
         balances = []
         for asset, h in held.items():
             value = h.total if asset == self.quote_asset else v.values.get(f"{asset}/{self.quote_asset}")
