@@ -77,9 +77,12 @@ async def test_a_confirmed_live_order_is_signed_sent_once_and_journaled_first(tm
         ok(await client.call_tool("add_account", LIVE))
         placed = ok(await client.call_tool("place_order", BUY_XRP))
         portfolio = ok(await client.call_tool("get_portfolio", {"account": "main"}))
+        sold = ok(await client.call_tool("place_order", {**BUY_XRP, "side": "sell", "amount": 40}))
+    assert sold["order"]["status"] == "filled"  # the coins to sell are counted from the exchange's balance
+    assert fake.balances["XRP"][0] == pytest.approx(60)
     order = placed["order"]
     assert placed["status"] == "executed" and order["status"] == "filled" and order["exchange_order_id"] == "1"
-    assert fake.created == [fake.created[0]] and fake.created[0]["newClientOrderId"] == order["client_order_id"]
+    assert len(fake.created) == 2 and fake.created[0]["newClientOrderId"] == order["client_order_id"]
     assert fake.created[0]["side"] == "BUY" and fake.created[0]["quantity"] == "100"
     assert "signature" in fake.created[0]
     events = [e.event for e in reversed(journal.recent(app.db, order_id=order["id"]))]

@@ -435,7 +435,7 @@ class OrderService:
             total_exposure=valuation.exposure,
             open_orders=open_orders,
             free_quote=valuation.free_quote,
-            free_base=ledger.holding(conn, account, market.base).free,
+            free_base=valuation.held.get(market.base, ledger.Holding(ZERO, ZERO)).free,
             fee_rate=fee_rate,
             min_amount=step_of(market.min_amount),
             min_notional=step_of(market.min_notional),
