@@ -17,14 +17,8 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
-from heablcoin_mcp.core.cloud.handlers import builtin_handlers
-from heablcoin_mcp.core.cloud.manager import ApiManager
-from heablcoin_mcp.core.cloud.scheduler import Scheduler
-from heablcoin_mcp.core.cloud.taskflow import TaskService
-from heablcoin_mcp.core.cloud.tasks import QueuePolicy, TaskQueue
-from heablcoin_mcp.core.cloud.webhooks import Webhooks
-from heablcoin_mcp.core.cloud.worker import Worker
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
@@ -37,12 +31,18 @@ from heablcoin_mcp.core.monitor.health import (
 )
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
-from heablcoin_mcp.core.risk.sizing import PositionSizer
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.tasks.handlers import builtin_handlers
+from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue
+from heablcoin_mcp.core.tasks.scheduler import Scheduler
+from heablcoin_mcp.core.tasks.taskflow import TaskService
+from heablcoin_mcp.core.tasks.webhooks import Webhooks
+from heablcoin_mcp.core.tasks.worker import Worker
 from heablcoin_mcp.core.trading.accounts import AccountService
 from heablcoin_mcp.core.trading.live import LiveBrokers
 from heablcoin_mcp.core.trading.orders import OrderService
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
+from heablcoin_mcp.core.trading.sizing import PositionSizer
 
 log = logging.getLogger(__name__)
 

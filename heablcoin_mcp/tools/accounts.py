@@ -9,8 +9,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
+from heablcoin_mcp.core.books.models import BatchOutcome
 from heablcoin_mcp.core.trading.accounts import Account
-from heablcoin_mcp.core.trading.models import BatchOutcome
 from heablcoin_mcp.errors import InvalidInput
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.analysis.reports import MarketAnalysis
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint
-from heablcoin_mcp.core.cloud.manager import AiReply, EndpointStats
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint
+from heablcoin_mcp.core.llm.manager import AiReply, EndpointStats
 from heablcoin_mcp.tools._types import Symbol, Timeframe
 
 CONFIGURES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)

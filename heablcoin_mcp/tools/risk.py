@@ -10,11 +10,11 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
+from heablcoin_mcp.core.books.models import OrderView
+from heablcoin_mcp.core.books.money import text
 from heablcoin_mcp.core.risk.engine import LimitChange, RiskParametersView, TradingStateView
 from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, effective
-from heablcoin_mcp.core.risk.sizing import PositionSize
-from heablcoin_mcp.core.trading.models import OrderView
-from heablcoin_mcp.core.trading.money import text
+from heablcoin_mcp.core.trading.sizing import PositionSize
 from heablcoin_mcp.errors import ConfirmationRequired, HeablError
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe

@@ -9,8 +9,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
-from heablcoin_mcp.core.cloud.taskflow import Published, Waited
-from heablcoin_mcp.core.cloud.tasks import TaskView, parse_priority
+from heablcoin_mcp.core.tasks.queue import TaskView, parse_priority
+from heablcoin_mcp.core.tasks.taskflow import Published, Waited
 from heablcoin_mcp.tools._types import READ_ONLY, NameList
 
 QUEUES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)

@@ -10,8 +10,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
-from heablcoin_mcp.core.trading import journal
-from heablcoin_mcp.core.trading.models import FillView, OrderOutcome, OrderRequest, OrderView
+from heablcoin_mcp.core.books import journal
+from heablcoin_mcp.core.books.models import FillView, OrderOutcome, OrderRequest, OrderView
 from heablcoin_mcp.core.trading.portfolio import PnlReport, PortfolioView
 from heablcoin_mcp.errors import RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked

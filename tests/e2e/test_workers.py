@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from heablcoin_mcp.core.clock import SystemClock
-from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskSpec
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
 from tests.e2e.conftest import SERVER, server_env
 
 

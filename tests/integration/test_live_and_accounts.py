@@ -13,8 +13,8 @@ from mcp.types import ElicitResult
 from heablcoin_mcp import cli
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
+from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
-from heablcoin_mcp.core.trading import journal
 from heablcoin_mcp.server import build_server
 from tests.fakes.clock import ManualClock
 from tests.fakes.exchange import FakeBinance, Fault, running_fake_binance

@@ -12,7 +12,7 @@ from mcp.types import ElicitResult
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
-from heablcoin_mcp.core.trading import journal
+from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.server import build_server
 from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from heablcoin_mcp.core.clock import SystemClock
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
-from heablcoin_mcp.core.cloud.manager import ApiManager
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.storage import Database
 from tests.fakes.llm import fake_llms
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from heablcoin_mcp.core.clock import SystemClock
-from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskSpec
 from heablcoin_mcp.core.storage import Database, transaction
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
 
 PAYLOAD = {"seconds": 0}
 

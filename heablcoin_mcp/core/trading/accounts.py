@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.storage import Database
-from heablcoin_mcp.core.trading import ledger
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 DEFAULT_ACCOUNT = "default"

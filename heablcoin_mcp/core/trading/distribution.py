@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from heablcoin_mcp.core.trading.money import ZERO
+from heablcoin_mcp.core.books.money import ZERO
 from heablcoin_mcp.errors import InvalidInput
 
 Strategy = Literal["equal", "weighted", "risk_based"]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from heablcoin_mcp.core.books.ledger import Holding
+from heablcoin_mcp.core.books.money import ZERO, dec
 from heablcoin_mcp.core.market.ccxt_source import Proxies, rebase_urls, translate_ccxt_error
 from heablcoin_mcp.core.trading.accounts import Account
-from heablcoin_mcp.core.trading.ledger import Holding
-from heablcoin_mcp.core.trading.money import ZERO, dec
 from heablcoin_mcp.errors import ConfigError, ExchangeRejected, HeablError, OutcomeUnknown
 
 log = logging.getLogger(__name__)

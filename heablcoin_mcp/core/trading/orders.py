@@ -17,16 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from heablcoin_mcp.core.analysis.service import AnalysisService
-from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.market.models import MarketInfo
-from heablcoin_mcp.core.market.service import MarketService
-from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine, RuleFailure, TradingStateView, describe
-from heablcoin_mcp.core.risk.limits import TradingState
-from heablcoin_mcp.core.storage import Database
-from heablcoin_mcp.core.trading import distribution, journal, ledger, paper
-from heablcoin_mcp.core.trading.accounts import Account, AccountService
-from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
-from heablcoin_mcp.core.trading.models import (
+from heablcoin_mcp.core.books import journal, ledger
+from heablcoin_mcp.core.books.models import (
     BatchLeg,
     BatchOutcome,
     FillView,
@@ -35,7 +27,16 @@ from heablcoin_mcp.core.trading.models import (
     OrderRequest,
     OrderView,
 )
-from heablcoin_mcp.core.trading.money import ZERO, dec, floor_to_step, step_of, text
+from heablcoin_mcp.core.books.money import ZERO, dec, floor_to_step, step_of, text
+from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.market.models import MarketInfo
+from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine, RuleFailure, TradingStateView, describe
+from heablcoin_mcp.core.risk.limits import TradingState
+from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.trading import distribution, paper
+from heablcoin_mcp.core.trading.accounts import Account, AccountService
+from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
 from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput, NotFound, OutcomeUnknown, RiskRejected
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from heablcoin_mcp.core.trading.money import ZERO
+from heablcoin_mcp.core.books.money import ZERO
 
 BPS = Decimal(10_000)
 

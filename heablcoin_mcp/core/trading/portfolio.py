@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from heablcoin_mcp.core.books import ledger
+from heablcoin_mcp.core.books.money import ZERO, text
 from heablcoin_mcp.core.market.service import MarketService, iso
 from heablcoin_mcp.core.storage import Database
-from heablcoin_mcp.core.trading import ledger
 from heablcoin_mcp.core.trading.accounts import AccountService
 from heablcoin_mcp.core.trading.live import LiveBrokers
-from heablcoin_mcp.core.trading.money import ZERO, text
 from heablcoin_mcp.errors import HeablError, InvalidInput
 
 Period = Literal["day", "week", "month", "all"]

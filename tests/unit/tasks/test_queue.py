@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from heablcoin_mcp.core.cloud.tasks import QueuePolicy, TaskQueue, TaskSpec, parse_priority
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue, TaskSpec, parse_priority
 from heablcoin_mcp.errors import InvalidInput, NotFound
 from tests.fakes.clock import ManualClock
 

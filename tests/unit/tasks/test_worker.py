@@ -12,8 +12,8 @@ import pytest
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
-from heablcoin_mcp.core.cloud.scheduler import next_cron, parse_cron, parse_schedule
-from heablcoin_mcp.core.cloud.webhooks import sign
+from heablcoin_mcp.core.tasks.scheduler import next_cron, parse_cron, parse_schedule
+from heablcoin_mcp.core.tasks.webhooks import sign
 from heablcoin_mcp.errors import ConfigError, InvalidInput
 from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket

@@ -4,7 +4,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from heablcoin_mcp.core.trading.money import dec, floor_to_step, text
+from heablcoin_mcp.core.books.money import dec, floor_to_step, text
 from heablcoin_mcp.core.trading.paper import Slice, average, limit_reached, stop_triggered, walk_book
 from heablcoin_mcp.errors import InvalidInput
 

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 
-from heablcoin_mcp.core.trading.money import ZERO, text
+from heablcoin_mcp.core.books.money import ZERO, text
 from heablcoin_mcp.errors import RiskRejected
 
 

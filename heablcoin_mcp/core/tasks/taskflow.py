@@ -9,10 +9,10 @@ import anyio
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.cloud.handlers import HandlerRegistry
-from heablcoin_mcp.core.cloud.scheduler import Scheduler
-from heablcoin_mcp.core.cloud.tasks import FINAL, TaskQueue, TaskSpec, TaskView, parse_priority
-from heablcoin_mcp.core.cloud.webhooks import Webhooks
+from heablcoin_mcp.core.tasks.handlers import HandlerRegistry
+from heablcoin_mcp.core.tasks.queue import FINAL, TaskQueue, TaskSpec, TaskView, parse_priority
+from heablcoin_mcp.core.tasks.scheduler import Scheduler
+from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import InvalidInput
 
 MAX_TAGS = 20

@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
-from heablcoin_mcp.core.cloud.health import HealthPolicy
-from heablcoin_mcp.core.cloud.manager import ApiManager
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.health import HealthPolicy
+from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 from tests.fakes.clock import ManualClock

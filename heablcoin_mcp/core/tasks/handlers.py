@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskView
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
 from heablcoin_mcp.errors import InvalidInput
 
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskSpec
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
 from heablcoin_mcp.errors import InvalidInput
 
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))

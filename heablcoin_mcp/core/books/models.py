@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from heablcoin_mcp.core.books.money import dec
 from heablcoin_mcp.core.risk.engine import RuleFailure
-from heablcoin_mcp.core.trading.money import dec
 from heablcoin_mcp.errors import InvalidInput
 
 Side = Literal["buy", "sell"]

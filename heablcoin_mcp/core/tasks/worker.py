@@ -17,10 +17,10 @@ from typing import Any
 
 import anyio
 
-from heablcoin_mcp.core.cloud.handlers import HandlerRegistry, Later, TaskContext
-from heablcoin_mcp.core.cloud.scheduler import Scheduler
-from heablcoin_mcp.core.cloud.tasks import TaskQueue, TaskView
-from heablcoin_mcp.core.cloud.webhooks import Webhooks
+from heablcoin_mcp.core.tasks.handlers import HandlerRegistry, Later, TaskContext
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
+from heablcoin_mcp.core.tasks.scheduler import Scheduler
+from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import HeablError
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ import anyio
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint, EndpointStore
-from heablcoin_mcp.core.cloud.health import EndpointHealth, HealthPolicy, TokenBucket
-from heablcoin_mcp.core.cloud.providers import CallFailed, Usage, complete
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.health import EndpointHealth, HealthPolicy, TokenBucket
+from heablcoin_mcp.core.llm.providers import CallFailed, Usage, complete
 from heablcoin_mcp.core.monitor.health import ComponentHealth
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
-from heablcoin_mcp.core.cloud.endpoints import ApiEndpoint
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint
 
 FaultKind = Literal["server_error", "rate_limited", "timeout", "connection", "auth", "bad_response", "bad_request"]
 ENDPOINT_FAULTS = {"server_error", "rate_limited", "timeout", "connection", "auth", "bad_response"}

@@ -14,10 +14,10 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.analysis.service import AnalysisService
+from heablcoin_mcp.core.books.money import ZERO, dec, floor_to_step, step_of, text
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import effective
-from heablcoin_mcp.core.trading.money import ZERO, dec, floor_to_step, step_of, text
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
 from heablcoin_mcp.errors import HeablError, InvalidInput
 

@@ -1,1 +1,0 @@
-"""The API manager (LLM endpoints with routing, failover, circuit breaking and rate limits)."""

@@ -1,0 +1,1 @@
+"""The API manager: LLM endpoints, provider clients, endpoint health and rate budgets."""

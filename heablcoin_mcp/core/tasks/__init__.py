@@ -1,0 +1,1 @@
+"""The task queue: queue, worker, scheduler, task handlers, webhooks and the publishing flow."""
