@@ -10,13 +10,19 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.books.money import dec
-from heablcoin_mcp.core.risk.engine import RuleFailure
 from heablcoin_mcp.errors import InvalidInput
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 Unit = Literal["base", "quote"]
 MAX_CLIENT_ID = 48
+
+
+class RuleFailure(BaseModel):
+    """One pre-trade rule that refused an order: a stable code and a sentence for the user."""
+
+    code: str
+    message: str
 
 
 class OrderRequest(BaseModel):

@@ -26,12 +26,13 @@ from heablcoin_mcp.core.books.models import (
     OrderPreview,
     OrderRequest,
     OrderView,
+    RuleFailure,
 )
 from heablcoin_mcp.core.books.money import ZERO, dec, floor_to_step, step_of, text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.models import MarketInfo
 from heablcoin_mcp.core.market.service import MarketService
-from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine, RuleFailure, TradingStateView, describe
+from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine, TradingStateView, describe
 from heablcoin_mcp.core.risk.limits import TradingState
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading import distribution, paper
