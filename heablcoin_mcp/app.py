@@ -23,12 +23,7 @@ from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
 from heablcoin_mcp.core.market.service import MarketService
-from heablcoin_mcp.core.monitor.health import (
-    ComponentHealth,
-    DatabaseInfo,
-    SystemHealth,
-    overall,
-)
+from heablcoin_mcp.core.monitor.health import HealthMonitor
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
 from heablcoin_mcp.core.storage import Database
@@ -39,9 +34,13 @@ from heablcoin_mcp.core.tasks.taskflow import TaskService
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.core.tasks.worker import Worker
 from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.execution import Executor
 from heablcoin_mcp.core.trading.live import LiveBrokers
+from heablcoin_mcp.core.trading.matcher import Matcher
 from heablcoin_mcp.core.trading.orders import OrderService
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
+from heablcoin_mcp.core.trading.pricing import Pricer
+from heablcoin_mcp.core.trading.records import OrderRecords
 from heablcoin_mcp.core.trading.sizing import PositionSizer
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,19 @@ class App:
         self.portfolio = PortfolioService(
             self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance
         )
-        self.orders = OrderService(
-            self.db, self.clock, self.market, self.analysis, self.risk, self.portfolio, self.accounts, self.brokers,
+        self.records = OrderRecords(self.db, self.clock)
+        pricer = Pricer(
+            self.db, self.market, self.analysis, self.risk, self.portfolio, self.accounts, self.records,
             trading_mode=settings.trading_mode, slippage_bps=settings.paper_slippage_bps,
         )
+        executor = Executor(self.db, self.clock, self.market, self.brokers, self.records,
+                            slippage_bps=settings.paper_slippage_bps)
+        self.orders = OrderService(
+            self.db, self.clock, self.market, self.risk, self.portfolio, self.accounts, self.brokers, self.records,
+            pricer, executor, trading_mode=settings.trading_mode,
+        )
+        self.matcher = Matcher(self.db, self.clock, self.market, self.brokers, self.accounts, executor,
+                               slippage_bps=settings.paper_slippage_bps)
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
         self.endpoints = EndpointStore(self.db, self.clock)
         self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline)
@@ -108,6 +116,13 @@ class App:
         self.tasks = TaskService(self.queue, handlers, self.scheduler, self.webhooks, self.clock)
         self.worker = Worker(self.queue, handlers, self.scheduler, self.webhooks,
                              concurrency=settings.worker_concurrency, poll_interval=settings.task_poll_interval)
+        self.monitor = HealthMonitor(
+            facts={"version": __version__, "transport": settings.transport, "trading_mode": settings.trading_mode,
+                   "exchange": settings.exchange, "simulated_market": settings.exchange == "sim",
+                   "toolsets": list(settings.toolsets)},
+            uptime=self.uptime, database=self.db.health,
+            components=[self.market.health, self.orders.health, self.ai.component_health, self.worker.health],
+        )
         self._background = anyio.Lock()
         self._started_at: float | None = None
         self._users = 0
@@ -156,17 +171,9 @@ class App:
         that start it while one already runs wait on the lock, and take over if that session ends."""
         async with self._background, anyio.create_task_group() as tg:
             if matcher:
-                tg.start_soon(self._match_forever)
+                tg.start_soon(self.matcher.run, self.settings.paper_matcher_interval)
             if worker and self.settings.worker_concurrency > 0:
                 tg.start_soon(self.worker.run)
-
-    async def _match_forever(self) -> None:
-        while True:
-            try:
-                await self.orders.match_open_orders()
-            except Exception:  # the matcher must outlive any one bad tick
-                log.exception("paper matcher tick failed")
-            await anyio.sleep(self.settings.paper_matcher_interval)
 
     async def __aenter__(self) -> App:
         return await self.acquire()
@@ -174,65 +181,8 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
 
-    def health(self) -> SystemHealth:
-        database, database_health = self._database_health()
-        components = [database_health, self.market.health(), self._trading_health(), self.ai.component_health(),
-                      self._tasks_health()]
-        uptime = self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
-        return SystemHealth(
-            status=overall(components),
-            version=__version__,
-            uptime_seconds=round(uptime, 3),
-            transport=self.settings.transport,
-            trading_mode=self.settings.trading_mode,
-            exchange=self.settings.exchange,
-            simulated_market=self.settings.exchange == "sim",
-            database=database,
-            toolsets=list(self.settings.toolsets),
-            components=components,
-        )
-
-    def _tasks_health(self) -> ComponentHealth:
-        try:
-            stats = self.queue.stats()
-        except Exception as exc:  # health must report, not raise
-            return ComponentHealth(name="tasks", status="down", detail=type(exc).__name__)
-        waiting = stats["by_status"].get("PENDING", 0) + stats["by_status"].get("TIMED_OUT", 0)
-        workers = self.settings.worker_concurrency
-        return ComponentHealth(name="tasks", status="ok",
-                               detail=f"{workers} worker slot(s) in this process; {waiting} waiting, "
-                                      f"{stats['running']} running",
-                               metrics={"waiting": waiting, "running": stats["running"], "worker_slots": workers})
-
-    def _trading_health(self) -> ComponentHealth:
-        try:
-            state = self.risk.state()
-            open_orders = self.db.conn.execute(
-                "SELECT count(*) FROM orders WHERE status IN ('open', 'partially_filled')").fetchone()[0]
-        except Exception as exc:  # health must report, not raise
-            return ComponentHealth(name="trading", status="down", detail=type(exc).__name__)
-        status = "degraded" if state.state != "ACTIVE" else "ok"
-        return ComponentHealth(name="trading", status=status,
-                               detail=f"{self.settings.trading_mode} mode, trading {state.state}: {state.reason}",
-                               metrics={"open_orders": open_orders, "trading_state": state.state})
-
-    def _database_health(self) -> tuple[DatabaseInfo | None, ComponentHealth]:
-        try:
-            info = DatabaseInfo(
-                path=str(self.db.path),
-                journal_mode=self.db.journal_mode(),
-                synchronous=self.db.synchronous,
-                schema_version=self.db.schema_version(),
-                size_bytes=self.db.size_bytes(),
-            )
-        except Exception as exc:  # health must report, not raise
-            log.exception("database health check failed")
-            return None, ComponentHealth(name="database", status="down", detail=type(exc).__name__)
-        expected = self.db.migrations[-1].version
-        if info.schema_version != expected:
-            detail = f"schema v{info.schema_version}, expected v{expected}"
-            return info, ComponentHealth(name="database", status="degraded", detail=detail)
-        return info, ComponentHealth(name="database", status="ok", detail=f"schema v{expected}")
+    def uptime(self) -> float:
+        return self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
 
 
 def risk_limits(settings: Settings) -> RiskLimits:

@@ -25,7 +25,7 @@ def register(server: MCPServer, app: App) -> None:
         live), exchange (or 'sim' for the offline simulated market), database file, enabled toolsets, and
         one status entry per component (ok / degraded / down). Use it first when a tool misbehaves or
         before trading, to confirm the mode and the market source."""
-        return app.health().only(components)
+        return app.monitor.report().only(components)
 
     @server.tool(title="Validate configuration", annotations=READ_ONLY)
     def validate_config() -> ConfigReport:

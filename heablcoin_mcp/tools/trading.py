@@ -155,7 +155,7 @@ def register(server: MCPServer, app: App) -> None:
     ) -> OrdersResult:
         """Orders with status (open, partially_filled, filled, cancelled, rejected), amounts, average fill
         price and fees, newest first. Attached stop-loss / take-profit orders show their parent_id."""
-        found = orders.orders(status, symbol, account, limit)
+        found = app.records.orders(status, symbol, account, limit)
         return OrdersResult(count=len(found), orders=found)
 
     @server.tool(title="Portfolio", annotations=MARKET_READ)
@@ -173,7 +173,7 @@ def register(server: MCPServer, app: App) -> None:
     ) -> TradesResult:
         """Fills (executions) with price, amount, fee, maker/taker liquidity and the realised PnL of each
         sell, newest first. Use get_pnl_report for totals."""
-        trades = orders.trades(account, symbol, limit)
+        trades = app.records.trades(account, symbol, limit)
         return TradesResult(count=len(trades), trades=trades)
 
     @server.tool(title="PnL report", annotations=MARKET_READ)

@@ -126,8 +126,8 @@ async def test_live_limit_orders_are_cancelled_on_the_exchange_and_synced(tmp_pa
         cancelled = ok(await client.call_tool("cancel_order", {"order_id": resting["order"]["id"]}))
         exchange_id = int(second["order"]["exchange_order_id"])
         fake.orders[exchange_id].update(status="FILLED", executedQty="50.00000000", cummulativeQuoteQty="47.5")
-        await app.orders.match_open_orders()
-        synced = app.orders.order(second["order"]["id"])
+        await app.matcher.match_open_orders()
+        synced = app.records.order(second["order"]["id"])
     assert cancelled["status"] == "cancelled"
     assert fake.orders[int(resting["order"]["exchange_order_id"])]["status"] == "CANCELED"
     assert (synced.status, synced.filled, synced.avg_price) == ("filled", "50", "0.95")

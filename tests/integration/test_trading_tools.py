@@ -177,12 +177,12 @@ async def test_a_limit_locks_funds_and_fills_when_traded_through(
     locked = D(95) * (1 + D("0.001"))
     assert (await app.portfolio.portfolio("default", "paper")).balances[-1].locked == str(locked)
     clock.advance(120)
-    assert await app.orders.match_open_orders() == 0  # nothing traded at 95 yet
+    assert await app.matcher.match_open_orders() == 0  # nothing traded at 95 yet
     market.spike(int(clock.now() * 1000), high=100, low=94.5)
-    assert await app.orders.match_open_orders() == 1
-    filled = app.orders.order(order["id"])
+    assert await app.matcher.match_open_orders() == 1
+    filled = app.records.order(order["id"])
     assert (filled.status, filled.avg_price, filled.fee) == ("filled", "95", str(D(95) * D("0.001")))
-    assert app.orders.trades()[0].liquidity == "maker"
+    assert app.records.trades()[0].liquidity == "maker"
 
 
 async def test_after_a_restart_the_matcher_catches_up_from_candles(
@@ -198,9 +198,9 @@ async def test_after_a_restart_the_matcher_catches_up_from_candles(
     market.spike(int((clock.now() - 1800) * 1000), high=100, low=96)
     second = make_app(tmp_path / "home", clock, market)
     async with Client(build_server(second)):
-        await second.orders.match_open_orders()
-        assert second.orders.order(order_id).status == "filled"
-        assert second.orders.order(order_id).avg_price == "97"
+        await second.matcher.match_open_orders()
+        assert second.records.order(order_id).status == "filled"
+        assert second.records.order(order_id).avg_price == "97"
 
 
 async def test_a_stop_triggers_and_fills_with_slippage(app: App, market: ScriptedMarket, clock: ManualClock) -> None:
@@ -214,8 +214,8 @@ async def test_a_stop_triggers_and_fills_with_slippage(app: App, market: Scripte
         )["order"]
     clock.advance(60)
     market.spike(int(clock.now() * 1000), high=100, low=89)
-    await app.orders.match_open_orders()
-    filled = app.orders.order(stop["id"])
+    await app.matcher.match_open_orders()
+    filled = app.records.order(stop["id"])
     assert filled.status == "filled"
     assert D(filled.avg_price or "0") == D(90) * (1 - D(5) / D(10_000))  # 5 bps of default paper slippage
 
@@ -228,7 +228,7 @@ async def test_take_profit_fill_cancels_the_stop_and_pnl_adds_up(
         assert [o["type"] for o in placed["attached"]] == ["stop", "limit"]
         clock.advance(60)
         market.spike(int(clock.now() * 1000), high=111, low=100)
-        await app.orders.match_open_orders()
+        await app.matcher.match_open_orders()
         orders = {o["type"]: o for o in data(await client.call_tool("get_orders", {"status": "all"}))["orders"]}
         report = data(await client.call_tool("get_pnl_report", {"period": "all"}))
     assert orders["limit"]["status"] == "filled" and orders["stop"]["status"] == "cancelled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -63,3 +64,26 @@ def overall(components: list[ComponentHealth]) -> Status:
     if "down" in statuses:
         return "down"
     return "degraded" if "degraded" in statuses else "ok"
+
+
+class HealthMonitor:
+    """Assembles one SystemHealth from each component's own report (components never raise)."""
+
+    def __init__(
+        self,
+        *,
+        facts: dict[str, object],
+        uptime: Callable[[], float],
+        database: Callable[[], tuple[DatabaseInfo | None, ComponentHealth]],
+        components: list[Callable[[], ComponentHealth]],
+    ) -> None:
+        """``facts`` are the fixed fields of the report: version, transport, trading_mode, exchange,
+        simulated_market, toolsets."""
+        self.facts, self.uptime, self.database, self.components = facts, uptime, database, components
+
+    def report(self) -> SystemHealth:
+        database, database_health = self.database()
+        components = [database_health, *(component() for component in self.components)]
+        return SystemHealth.model_validate({**self.facts, "status": overall(components),
+                                            "uptime_seconds": round(self.uptime(), 3), "database": database,
+                                            "components": components})

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+from heablcoin_mcp.core.monitor.health import ComponentHealth, DatabaseInfo
 from heablcoin_mcp.core.storage.migrations import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,20 @@ class Database:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, _sibling(self.path, "-wal")) if p.exists())
+
+    def health(self) -> tuple[DatabaseInfo | None, ComponentHealth]:
+        """What the database is and whether its schema is the one this build expects; never raises."""
+        try:
+            info = DatabaseInfo(path=str(self.path), journal_mode=self.journal_mode(), synchronous=self.synchronous,
+                                schema_version=self.schema_version(), size_bytes=self.size_bytes())
+        except Exception as exc:  # health must report, not raise
+            log.exception("database health check failed")
+            return None, ComponentHealth(name="database", status="down", detail=type(exc).__name__)
+        expected = self.migrations[-1].version
+        if info.schema_version != expected:
+            detail = f"schema v{info.schema_version}, expected v{expected}"
+            return info, ComponentHealth(name="database", status="degraded", detail=detail)
+        return info, ComponentHealth(name="database", status="ok", detail=f"schema v{expected}")
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from heablcoin_mcp.core.monitor.health import ComponentHealth
 from heablcoin_mcp.core.tasks.handlers import HandlerRegistry, Later, TaskContext
 from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
@@ -35,6 +36,18 @@ class Worker:
         self.poll_interval = poll_interval
         self.sleep = sleep
         self.worker_id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+
+    def health(self) -> ComponentHealth:
+        try:
+            stats = self.queue.stats()
+        except Exception as exc:  # health must report, not raise
+            return ComponentHealth(name="tasks", status="down", detail=type(exc).__name__)
+        waiting = stats["by_status"].get("PENDING", 0) + stats["by_status"].get("TIMED_OUT", 0)
+        return ComponentHealth(name="tasks", status="ok",
+                               detail=f"{self.concurrency} worker slot(s) in this process; {waiting} waiting, "
+                                      f"{stats['running']} running",
+                               metrics={"waiting": waiting, "running": stats["running"],
+                                        "worker_slots": self.concurrency})
 
     async def run(self) -> None:
         """Run until cancelled."""

@@ -1,0 +1,124 @@
+"""The paper matcher: resting paper orders checked against the market, open live orders refreshed."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from decimal import Decimal
+
+import anyio
+
+from heablcoin_mcp.core.books import journal
+from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.trading import paper
+from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.execution import Executor
+from heablcoin_mcp.core.trading.live import LiveBrokers
+from heablcoin_mcp.core.trading.pricing import fee_of
+from heablcoin_mcp.core.trading.records import OPEN_STATUSES
+from heablcoin_mcp.errors import HeablError
+
+log = logging.getLogger(__name__)
+
+
+class Matcher:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        market: MarketService,
+        brokers: LiveBrokers,
+        accounts: AccountService,
+        executor: Executor,
+        *,
+        slippage_bps: Decimal,
+    ) -> None:
+        self.db, self.clock, self.market, self.brokers, self.accounts = db, clock, market, brokers, accounts
+        self.executor, self.slippage_bps = executor, slippage_bps
+
+    async def run(self, interval: float) -> None:
+        """Match forever, every ``interval`` seconds; one bad tick never stops the loop."""
+        while True:
+            try:
+                await self.match_open_orders()
+            except Exception:  # the matcher must outlive any one bad tick
+                log.exception("paper matcher tick failed")
+            await anyio.sleep(interval)
+
+    async def match_open_orders(self) -> int:
+        """Check every open paper order against the market since it was last checked, and refresh
+        open live orders from their exchange.
+
+        After a restart this catches up from one-minute candles: a limit fills if a candle traded
+        through its price, a stop triggers if a candle reached it. Returns the number of paper fills."""
+        rows = self.db.conn.execute(
+            f"SELECT o.*, a.mode FROM orders o JOIN accounts a ON a.name = o.account WHERE o.status IN "
+            f"{OPEN_STATUSES} ORDER BY o.created_at"
+        ).fetchall()
+        fills = 0
+        for row in rows:
+            try:
+                if row["mode"] == "live":
+                    await self._sync_live(row)
+                else:
+                    fills += await self._match(row)
+            except HeablError as exc:
+                log.warning("order matcher: %s on %s: %s", row["id"], row["symbol"], exc.message)
+        return fills
+
+    async def _sync_live(self, row: sqlite3.Row) -> None:
+        """A live order's truth is on the exchange: fetch it and record what changed."""
+        if not row["exchange_order_id"]:
+            return
+        broker = self.brokers.get(self.accounts.get(row["account"]))
+        self.executor.book_live(row["id"], await broker.fetch(row["exchange_order_id"], row["symbol"]))
+
+    async def _match(self, row: sqlite3.Row) -> int:
+        now_ms = int(self.clock.now() * 1000)
+        since = int(row["checked_until"] or now_ms)
+        minutes = max(1, (now_ms - since) // 60_000 + 1)
+        timeframe, count = ("1m", minutes) if minutes <= 1000 else ("1h", minutes // 60 + 1)
+        candles = await self.market.candles(row["symbol"], timeframe, min(count, 5000), since - since % 60_000)
+        side, kind = row["side"], row["type"]
+        limit = Decimal(row["price"]) if row["price"] else None
+        stop = Decimal(row["stop_price"]) if row["stop_price"] else None
+        triggered = bool(row["triggered"])
+        fill_price: Decimal | None = None
+        liquidity = "maker"
+        for candle in candles:
+            high, low = Decimal(str(candle[2])), Decimal(str(candle[3]))
+            if kind in ("stop", "stop_limit") and not triggered:
+                assert stop is not None
+                if not paper.stop_triggered(side, stop, high, low):
+                    continue
+                triggered = True
+                self._mark_triggered(row)
+                if kind == "stop":
+                    slip = self.slippage_bps / paper.BPS
+                    fill_price, liquidity = (stop * (1 + slip) if side == "buy" else stop * (1 - slip)), "taker"
+                    break
+            if limit is not None and paper.limit_reached(side, limit, high, low):
+                fill_price = limit
+                break
+        with self.db.write() as conn:
+            conn.execute(
+                f"UPDATE orders SET checked_until = ? WHERE id = ? AND status IN {OPEN_STATUSES}", (now_ms, row["id"])
+            )
+        if fill_price is None:
+            return 0
+        market = await self.market.market(row["symbol"])
+        self.executor.fill(
+            row["id"], [paper.Slice(fill_price, Decimal(row["amount"]))], liquidity,
+            fee_of(getattr(market, f"{liquidity}_fee")),
+        )
+        return 1
+
+    def _mark_triggered(self, row: sqlite3.Row) -> None:
+        now = self.clock.now()
+        with self.db.write() as conn:
+            conn.execute("UPDATE orders SET triggered = 1, updated_at = ? WHERE id = ?", (now, row["id"]))
+            journal.append(
+                conn, now, "triggered", account=row["account"], order_id=row["id"], stop_price=row["stop_price"]
+            )

@@ -1,0 +1,221 @@
+"""Pricing an order against the market, with the context every pre-trade rule needs.
+
+The preview and the re-check at confirmation both go through ``Pricer.price``, so what the user saw
+and what is checked before sending are computed the same way.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from heablcoin_mcp.core.analysis.service import AnalysisService
+from heablcoin_mcp.core.books import ledger
+from heablcoin_mcp.core.books.models import OrderPreview, OrderRequest, RuleFailure
+from heablcoin_mcp.core.books.money import ZERO, floor_to_step, step_of, text
+from heablcoin_mcp.core.market.models import MarketInfo
+from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine
+from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.trading import paper
+from heablcoin_mcp.core.trading.accounts import Account, AccountService
+from heablcoin_mcp.core.trading.portfolio import PortfolioService
+from heablcoin_mcp.core.trading.records import OrderRecords
+from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput
+
+DEFAULT_FEE = Decimal("0.001")
+BOOK_DEPTH = 50
+REGIME_TIMEFRAME = "1h"
+
+
+class Priced:
+    """A request priced against the market, with the context the risk rules need."""
+
+    def __init__(
+        self,
+        req: OrderRequest,
+        account: Account,
+        market: MarketInfo,
+        base_amount: Decimal,
+        expected: Decimal,
+        fee_rate: Decimal,
+        failures: list[RuleFailure],
+        warnings: list[str],
+        regime: str,
+        simulated: bool,
+    ) -> None:
+        self.req, self.account, self.market = req, account, market
+        self.base_amount, self.expected, self.fee_rate = base_amount, expected, fee_rate
+        self.failures, self.warnings, self.regime, self.simulated = failures, warnings, regime, simulated
+
+    def preview(self, client_order_id: str) -> OrderPreview:
+        req, notional = self.req, self.base_amount * self.expected
+        fee = notional * self.fee_rate
+        unit = self.market.base if req.amount_unit == "base" else self.market.quote
+        summary = (
+            f"{req.side.upper()} {text(self.base_amount)} {self.market.symbol} {req.type.replace('_', '-')}"
+            f"{f' at {text(req.price)}' if req.price else ''}"
+            f"{f' stop {text(req.stop_price)}' if req.stop_price else ''} ≈ {notional:.2f} {self.market.quote}"
+            f" (fee ≈ {fee:.2f}) on {self.account.mode} account {self.account.name}"
+            f"{f', stop-loss {text(req.stop_loss)}' if req.stop_loss else ''}"
+            f"{f', take-profit {text(req.take_profit)}' if req.take_profit else ''}"
+        )
+        return OrderPreview(
+            account=self.account.name,
+            mode=self.account.mode,
+            symbol=self.market.symbol,
+            side=req.side,
+            type=req.type,
+            amount=text(self.base_amount),
+            requested=f"{text(req.amount)} {unit}",
+            price=text(req.price) if req.price else None,
+            stop_price=text(req.stop_price) if req.stop_price else None,
+            expected_price=f"{self.expected:.10g}",
+            notional=f"{notional:.8f}".rstrip("0").rstrip("."),
+            estimated_fee=f"{fee:.8f}".rstrip("0").rstrip("."),
+            stop_loss=text(req.stop_loss) if req.stop_loss else None,
+            take_profit=text(req.take_profit) if req.take_profit else None,
+            reduce_only=req.reduce_only,
+            client_order_id=client_order_id,
+            regime=self.regime,
+            simulated_prices=self.simulated,
+            allowed=not self.failures,
+            failures=self.failures,
+            warnings=self.warnings,
+            summary=summary,
+        )
+
+
+class Pricer:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketService,
+        analysis: AnalysisService,
+        risk: RiskEngine,
+        portfolio: PortfolioService,
+        accounts: AccountService,
+        records: OrderRecords,
+        *,
+        trading_mode: str,
+        slippage_bps: Decimal,
+    ) -> None:
+        self.db, self.market, self.analysis, self.risk = db, market, analysis, risk
+        self.portfolio, self.accounts, self.records = portfolio, accounts, records
+        self.trading_mode, self.slippage_bps = trading_mode, slippage_bps
+
+    async def price(self, req: OrderRequest) -> Priced:
+        account = self.accounts.get(req.account)
+        if account.mode == "live" and self.trading_mode != "live":
+            raise ConfigError(
+                f"account {account.name} is live but HEABLCOIN_TRADING_MODE is {self.trading_mode}",
+                hint="Live orders need the user to set HEABLCOIN_TRADING_MODE=live; use a paper account meanwhile.",
+            )
+        market = await self.market.market(req.symbol)
+        if market.type != "spot":
+            raise InvalidInput(f"{market.symbol} is a {market.type} market; only spot trading is supported")
+        if account.mode == "live" and (req.stop_loss is not None or req.take_profit is not None):
+            raise InvalidInput("attached stop-loss / take-profit are paper-only for now",
+                               hint="On a live account, place the protective stop as its own order.")
+        ticker = await self.market.ticker(market.symbol)
+        last = Decimal(str(ticker.last))
+        warnings: list[str] = []
+        taker = fee_of(market.taker_fee)
+        maker = fee_of(market.maker_fee)
+        if req.type == "market":
+            book = await self.market.order_book(market.symbol, BOOK_DEPTH)
+            levels = book.asks if req.side == "buy" else book.bids
+            slices = paper.walk_book(
+                levels,
+                req.side,
+                amount=req.amount if req.amount_unit == "base" else None,
+                quote=req.amount if req.amount_unit == "quote" else None,
+                fallback_price=last,
+                slippage_bps=self.slippage_bps,
+            )
+            base, expected = paper.average(slices)
+            if sum(a for _, a in levels) < float(base):
+                warnings.append("the visible book is thinner than the order: the rest fills with slippage")
+            fee_rate = taker
+        else:
+            expected = req.price if req.price is not None else req.stop_price  # type: ignore[assignment]
+            assert expected is not None
+            base = req.amount if req.amount_unit == "base" else req.amount / expected
+            fee_rate = maker if req.type == "limit" else taker
+            if req.type == "limit" and (expected >= last if req.side == "buy" else expected <= last):
+                warnings.append("the limit is marketable: it fills now against the book, as a taker")
+        base = floor_to_step(base, step_of(market.amount_step))
+        regime = await self._regime(market.symbol, warnings)
+        failures, _ = self.risk.check(await self._context(account.name, market, req, base, expected, fee_rate, regime))
+        failures += bracket_failures(req, expected)
+        if self.market.source.simulated:
+            warnings.append("prices come from the offline simulated market")
+        return Priced(
+            req, account, market, base, expected, fee_rate, failures, warnings, regime, self.market.source.simulated
+        )
+
+    async def _regime(self, symbol: str, warnings: list[str]) -> str:
+        try:
+            return (await self.analysis.regime(symbol, REGIME_TIMEFRAME)).regime
+        except HeablError as exc:
+            warnings.append(f"regime unknown ({exc.code}); NORMAL limits applied")
+            return "NORMAL"
+
+    async def _context(
+        self,
+        account: str,
+        market: MarketInfo,
+        req: OrderRequest,
+        base: Decimal,
+        price: Decimal,
+        fee_rate: Decimal,
+        regime: str,
+    ) -> OrderContext:
+        valuation = await self.portfolio.valuation(account)
+        conn = self.db.conn
+        pos = ledger.position(conn, account, market.symbol)
+        open_orders = self.records.open_count(account)
+        return OrderContext(
+            account=account,
+            symbol=market.symbol,
+            side=req.side,
+            amount=base,
+            price=price,
+            reduces_exposure=req.side == "sell" and pos.quantity > 0 and base <= pos.quantity,
+            reduce_only=req.reduce_only,
+            position_quantity=pos.quantity,
+            position_value=valuation.values.get(market.symbol, ZERO),
+            equity=valuation.equity,
+            total_exposure=valuation.exposure,
+            open_orders=open_orders,
+            free_quote=valuation.free_quote,
+            free_base=valuation.held.get(market.base, ledger.Holding(ZERO, ZERO)).free,
+            fee_rate=fee_rate,
+            min_amount=step_of(market.min_amount),
+            min_notional=step_of(market.min_notional),
+            leverage=Decimal(1),
+            regime=regime,
+        )
+
+
+def bracket_failures(req: OrderRequest, expected: Decimal) -> list[RuleFailure]:
+    failures = []
+    if req.stop_loss is not None and req.stop_loss >= expected:
+        failures.append(
+            RuleFailure(
+                code="STOP_LOSS_WRONG_SIDE",
+                message=f"stop-loss {text(req.stop_loss)} is not below the entry {expected:.8g}",
+            )
+        )
+    if req.take_profit is not None and req.take_profit <= expected:
+        failures.append(
+            RuleFailure(
+                code="TAKE_PROFIT_WRONG_SIDE",
+                message=f"take-profit {text(req.take_profit)} is not above the entry {expected:.8g}",
+            )
+        )
+    return failures
+
+
+def fee_of(rate: float | None) -> Decimal:
+    """A market's fee rate, or the conservative default when the exchange does not say."""
+    return Decimal(str(rate)) if rate is not None else DEFAULT_FEE
