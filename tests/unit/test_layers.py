@@ -100,3 +100,16 @@ def test_the_layer_test_sees_an_upward_import() -> None:
     assert rank(unit_of("core.trading.orders")) > rank(unit_of("core.risk.engine"))
     assert rank(unit_of("core.books.ledger")) < rank(unit_of("core.risk.engine"))
     assert unit_of("core.tasks.queue") == "core.tasks"
+
+
+def test_no_module_is_longer_than_450_lines() -> None:
+    lengths = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {name: n for name, n in lengths.items() if n > 450} == {}
+
+
+def test_the_architecture_map_ships_with_the_repository_and_nothing_points_outside_it() -> None:
+    root = PACKAGE.parent
+    assert "docs/ARCHITECTURE.md" in (root / "README.md").read_text()
+    assert (root / "docs" / "ARCHITECTURE.md").exists()
+    shipped = [root / "README.md", *root.joinpath("docs").rglob("*.md"), *PACKAGE.rglob("*.py")]
+    assert [str(p.relative_to(root)) for p in shipped if "../shared" in p.read_text()] == []
