@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextContent
 
 Step = Callable[[Client, TextIO], Awaitable[None]]
 
@@ -29,6 +29,10 @@ def server_parameters(home: str) -> StdioServerParameters:
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:
+    """A result's data: structured content on success, the JSON error envelope in the text on error."""
+    if result.is_error and result.content and isinstance(result.content[0], TextContent):
+        envelope: dict[str, Any] = json.loads(result.content[0].text)
+        return envelope
     return result.structured_content or {}
 
 

@@ -1,7 +1,9 @@
 """The one tool envelope.
 
 - a result model becomes ``structuredContent`` plus the same data as compact JSON text;
-- a ``HeablError`` becomes ``isError: true`` with ``{"error": {code, message, hint, retryable}}``;
+- a ``HeablError`` becomes ``isError: true`` with ``{"error": {code, message, hint, retryable}}`` as
+  JSON text and no ``structuredContent`` (a tool's output schema describes its success result, and
+  clients such as the TypeScript SDK validate ``structuredContent`` against it even on errors);
 - arguments that fail validation become ``invalid_input`` naming each bad field;
 - anything else becomes ``code="internal"``; the traceback goes to the log, never to the client;
 - output is capped at ``MAX_RESULT_CHARS`` and always valid JSON.
@@ -28,14 +30,11 @@ _MAX_SHOWN_INPUT = 60
 
 
 def error_result(error: HeablError) -> CallToolResult:
-    text = f"Error [{error.code}]: {error.message}"
-    if error.hint:
-        text += f" Hint: {error.hint}"
-    return CallToolResult(
-        is_error=True,
-        content=[TextContent(type="text", text=text)],
-        structured_content={"error": error.to_dict()},
-    )
+    return CallToolResult(is_error=True, content=[TextContent(type="text", text=compact({"error": error.to_dict()}))])
+
+
+def compact(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def translate(tool: str, exc: Exception) -> HeablError:
@@ -71,7 +70,7 @@ def shape_success(tool: str, result: CallToolResult) -> CallToolResult:
     """Compact the JSON text and enforce the size cap."""
     if result.structured_content is None:
         return result
-    text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = compact(result.structured_content)
     if len(text) > MAX_RESULT_CHARS:
         return error_result(result_too_large(tool, len(text)))
     return CallToolResult(content=[TextContent(type="text", text=text)],

@@ -11,6 +11,7 @@ from mcp import Client
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
 
@@ -35,8 +36,7 @@ def ok(result: Any) -> dict[str, Any]:
 
 
 def error(result: Any) -> dict[str, Any]:
-    assert result.is_error is True, result.structured_content
-    return dict(result.structured_content["error"])
+    return error_envelope(result)
 
 
 async def test_endpoints_are_added_routed_and_failed_over(tmp_path: Path, llms: list[FakeLLM]) -> None:

@@ -11,6 +11,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.exchange import running_fake_binance
 
@@ -93,7 +94,7 @@ async def test_nonsense_gets_invalid_input(analysis_client: tuple[Client, str, s
     arguments = {"symbol": symbol, "timeframe": timeframe, **arguments} if tool != "scan_market" else arguments
     result = await client.call_tool(tool, arguments)
     assert result.is_error is True
-    assert result.structured_content["error"]["code"] == "invalid_input"
+    assert error_envelope(result)["code"] == "invalid_input"
 
 
 async def test_daily_market_brief_prompt(analysis_client: tuple[Client, str, str]) -> None:

@@ -16,6 +16,7 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.exchange import FakeBinance, Fault, running_fake_binance
 from tests.fakes.market import ScriptedMarket
@@ -53,8 +54,7 @@ def ok(result: Any) -> dict[str, Any]:
 
 
 def error(result: Any) -> dict[str, Any]:
-    assert result.is_error is True, result.structured_content
-    return dict(result.structured_content["error"])
+    return error_envelope(result)
 
 
 def posted_orders(fake: FakeBinance) -> int:

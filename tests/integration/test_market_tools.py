@@ -11,6 +11,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.exchange import running_fake_binance
 
@@ -40,7 +41,7 @@ def ok(result: Any) -> dict[str, Any]:
 
 def error_code(result: Any) -> str:
     assert result.is_error is True
-    return str(result.structured_content["error"]["code"])
+    return str(error_envelope(result)["code"])
 
 
 async def test_ticker_over_mcp(market_client: tuple[Client, str]) -> None:
@@ -93,10 +94,10 @@ async def test_nonsense_gets_a_clear_error_envelope(
     arguments = {k: v.replace("{sym}", symbol) if isinstance(v, str) else v for k, v in arguments.items()}
     result = await client.call_tool(tool, arguments)
     assert error_code(result) == code
-    assert result.structured_content["error"]["hint"] or code == "invalid_input"
+    assert error_envelope(result)["hint"] or code == "invalid_input"
 
 
 async def test_the_did_you_mean_hint_reaches_the_model(market_client: tuple[Client, str]) -> None:
     client, symbol = market_client
     result = await client.call_tool("get_ticker", {"symbol": symbol.replace("/", "").replace("USDT", "USD")})
-    assert f"Did you mean {symbol}" in result.structured_content["error"]["hint"]
+    assert f"Did you mean {symbol}" in error_envelope(result)["hint"]

@@ -11,6 +11,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.config import TOOLSET_NAMES, Settings
 from heablcoin_mcp.core.storage import MIGRATIONS
 from heablcoin_mcp.server import TOOLSETS, build_server
+from tests.envelope import error_envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -18,9 +19,7 @@ SYSTEM_TOOLS = {"get_system_health", "validate_config"}
 
 
 def error_of(result: Any) -> dict[str, Any]:
-    assert result.is_error is True
-    assert result.structured_content is not None
-    error: dict[str, Any] = result.structured_content["error"]
+    error = error_envelope(result)
     assert set(error) >= {"code", "message", "hint", "retryable"}
     return error
 

@@ -10,6 +10,7 @@ from mcp import Client
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +26,7 @@ def ok(result: Any) -> dict[str, Any]:
 
 
 def error(result: Any) -> dict[str, Any]:
-    assert result.is_error is True, result.structured_content
-    return dict(result.structured_content["error"])
+    return error_envelope(result)
 
 
 async def test_a_three_step_pipeline_runs_in_order_and_reports_progress(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.server import build_server
+from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 
@@ -51,8 +52,7 @@ def data(result: Any) -> dict[str, Any]:
 
 
 def error(result: Any) -> dict[str, Any]:
-    assert result.is_error is True, result.structured_content
-    return dict(result.structured_content["error"])
+    return error_envelope(result)
 
 
 def events(app: App) -> list[str]:

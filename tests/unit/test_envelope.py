@@ -8,24 +8,20 @@ from mcp.types import CallToolResult, TextContent
 
 from heablcoin_mcp.errors import ExchangeUnavailable, HeablError, RateLimited, RiskRejected
 from heablcoin_mcp.tools import _envelope
+from tests.envelope import error_envelope
 
 
-def test_a_heabl_error_becomes_the_envelope_with_a_readable_line() -> None:
+def test_a_heabl_error_becomes_the_envelope_as_json_text_without_structured_content() -> None:
     error = ExchangeUnavailable("binance did not answer", hint="Check the network or use HEABLCOIN_EXCHANGE=sim.")
     result = _envelope.error_result(error)
     assert result.is_error is True
-    assert result.structured_content == {
-        "error": {
-            "code": "exchange_unavailable",
-            "message": "binance did not answer",
-            "hint": "Check the network or use HEABLCOIN_EXCHANGE=sim.",
-            "retryable": True,
-        }
+    assert result.structured_content is None  # it would contradict the tool's output schema
+    assert error_envelope(result) == {
+        "code": "exchange_unavailable",
+        "message": "binance did not answer",
+        "hint": "Check the network or use HEABLCOIN_EXCHANGE=sim.",
+        "retryable": True,
     }
-    text = result.content[0]
-    assert isinstance(text, TextContent)
-    assert text.text.startswith("Error [exchange_unavailable]: binance did not answer")
-    assert "Hint: Check the network" in text.text
 
 
 def test_rate_limited_carries_retry_after_as_data() -> None:
@@ -56,10 +52,8 @@ def test_unknown_tool_is_not_found() -> None:
 def test_an_oversized_result_is_refused_with_a_hint_and_valid_json() -> None:
     big = CallToolResult(content=[], structured_content={"rows": ["x" * 100] * 2000})
     shaped = _envelope.shape_success("get_rows", big)
-    assert shaped.is_error is True
-    assert shaped.structured_content is not None
-    assert shaped.structured_content["error"]["code"] == "invalid_input"
-    assert shaped.structured_content["error"]["details"]["limit"] == _envelope.MAX_RESULT_CHARS
+    assert error_envelope(shaped)["code"] == "invalid_input"
+    assert error_envelope(shaped)["details"]["limit"] == _envelope.MAX_RESULT_CHARS
 
 
 def test_a_normal_result_is_compact_json_text() -> None:

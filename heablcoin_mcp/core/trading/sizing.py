@@ -92,7 +92,10 @@ class PositionSizer:
             stop = floor_to_step(entry - multiple * atr, step_of(market.price_tick))  # floor: a wider stop
         else:
             stop = dec(stop_price, "stop_price")
-        if stop <= 0 or stop >= entry:
+        if stop <= 0:
+            raise InvalidInput(f"the stop must be a positive price, got {stop:.8g}",
+                               hint="stop_price is a price in the quote currency, or use stop_atr_multiple.")
+        if stop >= entry:
             raise InvalidInput(f"the stop {stop:.8g} must be below the entry {entry:.8g} (spot positions are long)")
         limits = self.risk.limits()
         try:

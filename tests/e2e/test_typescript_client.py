@@ -1,0 +1,81 @@
+"""The real server over stdio, driven by the official TypeScript SDK client.
+
+That client is what Claude Desktop, Cursor, VS Code and MCP Inspector embed. It validates every
+result's structuredContent against the tool's outputSchema, so an error that our forgiving Python
+client reads could reach a desktop user as "-32602 Structured content does not match". The npm
+package is installed here, pinned in tests/e2e/ts_client/package-lock.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import SERVER, server_env
+
+CLIENT_DIR = Path(__file__).parent / "ts_client"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs Node.js and npm for the TypeScript SDK client checks")
+        pytest.skip("Node.js and npm are not installed: the TypeScript SDK client checks need them")
+    if not (CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENT_DIR, check=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    return node
+
+
+def drive(node: str, home: Path, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {"command": SERVER[0], "args": SERVER[1:], "env": server_env(home), "calls": calls}
+    done = subprocess.run([node, str(CLIENT_DIR / "client.mjs")], input=json.dumps(spec), capture_output=True,
+                          text=True, timeout=120, cwd=home.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome: dict[str, Any] = json.loads(done.stdout)
+    return outcome
+
+
+def envelope(result: dict[str, Any]) -> dict[str, Any]:
+    assert "thrown" not in result, result  # the client refused the result: the model would never see it
+    assert result["isError"] is True, result
+    error: dict[str, Any] = json.loads(result["text"])["error"]
+    assert error["message"] and isinstance(error["retryable"], bool)
+    return error
+
+
+def test_every_error_and_a_success_reach_the_typescript_client(tmp_path: Path, node: str) -> None:
+    calls = [
+        {"name": "get_ticker", "arguments": {"symbol": "BTC/USDT"}},
+        {"name": "get_ticker", "arguments": {"symbol": "BTCUSD"}},
+        {"name": "get_ohlcv", "arguments": {"symbol": "BTC/USDT", "timeframe": "7x"}},
+        {"name": "place_order", "arguments": {"symbol": "BTC/USDT", "side": "buy", "amount": 1000}},
+        {"name": "get_enhanced_task", "arguments": {"task_id": "tsk_doesnotexist"}},
+        {"name": "calculate_position_size", "arguments": {"symbol": "BTC/USDT", "stop_price": -5}},
+        {"name": "get_system_health", "arguments": {"components": "flux-capacitor"}},
+    ]
+    outcome = drive(node, tmp_path / "home", calls)
+    assert "place_order" in outcome["tools"]
+    ticker, unknown, timeframe, risk, task, sizing, health = outcome["results"]
+
+    assert "thrown" not in ticker and ticker["isError"] is False
+    assert ticker["structuredContent"]["symbol"] == "BTC/USDT" and ticker["structuredContent"]["last"] > 0
+    assert json.loads(ticker["text"]) == ticker["structuredContent"]
+
+    assert envelope(unknown)["code"] == "not_found"
+    assert "BTC/USDT" in envelope(unknown)["hint"]
+    assert envelope(timeframe)["code"] == "invalid_input" and "timeframe" in envelope(timeframe)["message"]
+    rejected = envelope(risk)
+    assert rejected["code"] == "risk_rejected"
+    assert "NOTIONAL_EXCEEDS_MAX" in rejected["details"]["codes"]
+    assert envelope(task)["code"] == "not_found"
+    assert envelope(sizing)["code"] == "invalid_input" and "positive" in envelope(sizing)["message"]
+    assert envelope(health)["code"] == "invalid_input"

@@ -1,0 +1,32 @@
+// Drive an MCP server over stdio with the official TypeScript SDK client, as desktop clients do.
+// Input (stdin, JSON): {"command": str, "args": [str], "env": {..}, "calls": [{"name": str, "arguments": {..}}]}
+// Output (stdout, JSON): {"tools": [names], "results": [{"name", "isError", "text", "structuredContent"} | {"name", "thrown"}]}
+// The client validates each result against the tool's outputSchema (listed first), exactly as
+// Claude Desktop, Cursor, VS Code and MCP Inspector do; a result it rejects comes back as "thrown".
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const spec = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+
+const transport = new StdioClientTransport({ command: spec.command, args: spec.args, env: spec.env, stderr: "inherit" });
+const client = new Client({ name: "heablcoin-ts-check", version: "1.0.0" });
+await client.connect(transport);
+const { tools } = await client.listTools();
+const results = [];
+for (const call of spec.calls) {
+  try {
+    const result = await client.callTool({ name: call.name, arguments: call.arguments });
+    results.push({
+      name: call.name,
+      isError: result.isError === true,
+      text: result.content.filter((c) => c.type === "text").map((c) => c.text).join("\n"),
+      structuredContent: result.structuredContent ?? null,
+    });
+  } catch (error) {
+    results.push({ name: call.name, thrown: `${error.code ?? ""} ${error.message}` });
+  }
+}
+await client.close();
+process.stdout.write(JSON.stringify({ tools: tools.map((t) => t.name), results }));
