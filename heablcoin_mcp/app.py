@@ -16,6 +16,7 @@ from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
+from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.clock import Clock, SystemClock
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
 from heablcoin_mcp.core.llm.manager import ApiManager
@@ -82,7 +83,8 @@ class App:
             self.db, self.clock, self.environ, default_exchange=settings.exchange,
             quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance,
         )
-        self.risk = RiskEngine(self.db, risk_limits(settings), self.clock)
+        self.consents = Consents(self.db, self.clock)
+        self.risk = RiskEngine(self.db, risk_limits(settings), self.clock, self.consents)
         self.brokers = LiveBrokers(
             self.environ, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base
         )

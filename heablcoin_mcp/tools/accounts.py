@@ -12,7 +12,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.core.books.models import BatchOutcome
 from heablcoin_mcp.core.trading.accounts import Account
 from heablcoin_mcp.errors import InvalidInput
-from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
+from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol
 from heablcoin_mcp.tools.trading import PLACES_ORDERS, Price
 
@@ -67,20 +67,23 @@ def register(server: MCPServer, app: App) -> None:
         return {"symbol": symbol, "side": side, "amount": amount, "amount_unit": amount_unit, "type": order_type,
                 "price": price, "stop_price": stop_price}
 
-    async def ask_to_distribute(
-        symbol: str, side: str, amount: float | str, ctx: Context, amount_unit: str = "base",
+    async def plan_distribution(
+        symbol: str, side: str, amount: float | str, amount_unit: str = "base",
         strategy: str = "equal", group: str | None = None, accounts: list[str] | None = None,
         order_type: str = "market", price: Price = None, stop_price: Price = None,
+    ) -> BatchOutcome:
+        """Every leg priced and checked; the question and the tool body share this one per call."""
+        return await app.orders.distribute(order_values(symbol, side, amount, amount_unit, order_type, price,
+                                                        stop_price), strategy, selected(group, accounts))
+
+    def ask_to_distribute(
+        batch: Annotated[BatchOutcome, Resolve(plan_distribution)], ctx: Context
     ) -> Elicit[Confirm] | None:
-        if not client_can_ask(ctx):
-            return None
-        batch = await app.orders.distribute(order_values(symbol, side, amount, amount_unit, order_type, price,
-                                                         stop_price), strategy, selected(group, accounts))
-        if batch.status != "confirmation_required":
+        if not client_can_ask(ctx) or batch.confirmation_token is None:
             return None
         lines = [f"{leg.account}: {leg.outcome.preview.summary}" for leg in batch.legs
                  if leg.outcome and leg.outcome.preview and leg.outcome.confirmation_token]
-        return Elicit("Place these orders? " + " | ".join(lines), Confirm)
+        return question("Place these orders? " + " | ".join(lines), batch.confirmation_token)
 
     @server.tool(title="Distribute order", annotations=PLACES_ORDERS)
     async def distribute_order(
@@ -88,6 +91,7 @@ def register(server: MCPServer, app: App) -> None:
         side: Annotated[Literal["buy", "sell"], Field(description="buy or sell")],
         amount: Annotated[float | str, Field(description="Total amount, in amount_unit, to split.")],
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_distribute)],
+        batch: Annotated[BatchOutcome, Resolve(plan_distribution)],
         amount_unit: Annotated[Literal["base", "quote"], Field(description="base (coins) or quote (money)")] = "base",
         strategy: Annotated[Literal["equal", "weighted", "risk_based"],
                             Field(description="equal shares, by account weight, or by each account's free risk "
@@ -103,8 +107,6 @@ def register(server: MCPServer, app: App) -> None:
         user for the whole batch (elicitation, or `confirmation_required` with one token for
         confirm_distribution). Every leg is priced and risk-checked for its own account; the result lists
         each account's preview or error."""
-        batch = await app.orders.distribute(order_values(symbol, side, amount, amount_unit, order_type, price,
-                                                         stop_price), strategy, selected(group, accounts))
         if batch.status != "confirmation_required" or not was_asked(answer):
             return batch
         assert batch.confirmation_token is not None

@@ -16,7 +16,7 @@ from heablcoin_mcp.core.risk.engine import LimitChange, RiskParametersView, Trad
 from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, effective
 from heablcoin_mcp.core.trading.sizing import PositionSize
 from heablcoin_mcp.errors import ConfirmationRequired, HeablError
-from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
+from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe
 
 CHANGES_STATE = ToolAnnotations(
@@ -66,7 +66,7 @@ def register(server: MCPServer, app: App) -> None:
             daily_loss_limit=text(limits.daily_loss_limit),
         )
 
-    async def ask_to_loosen(
+    def consent_to_loosen(
         max_order_notional: Number = None,
         max_position_fraction: Number = None,
         max_total_exposure: Number = None,
@@ -78,23 +78,30 @@ def register(server: MCPServer, app: App) -> None:
         deny_symbols_add: NameList | None = None,
         *,
         ctx: Context,
-    ) -> Elicit[Confirm] | None:
-        arguments = locals()
+    ) -> tuple[list[LimitChange], str] | None:
+        """The loosening to ask about and the single-use token its answer is bound to, or None."""
         try:
-            planned = risk.plan_limit_changes(limit_changes(arguments), deny_symbols_add)
+            planned = risk.plan_limit_changes(limit_changes(locals()), deny_symbols_add)
         except HeablError:
             return None  # the body reports the error
-        loosening = [c for c in planned if c.loosens]
-        if not loosening or not client_can_ask(ctx):
+        if not any(c.loosens for c in planned) or not client_can_ask(ctx):
             return None
-        return Elicit(
-            "Loosen risk limits? " + "; ".join(f"{c.name}: {c.before} → {c.after}" for c in loosening), Confirm
-        )
+        return planned, app.consents.ask(risk.loosen_action(planned))
+
+    def ask_to_loosen(
+        consent: Annotated[tuple[list[LimitChange], str] | None, Resolve(consent_to_loosen)],
+    ) -> Elicit[Confirm] | None:
+        if consent is None:
+            return None
+        planned, token = consent
+        changes = "; ".join(f"{c.name}: {c.before} → {c.after}" for c in planned if c.loosens)
+        return question(f"Loosen risk limits? {changes}", token)
 
     @server.tool(title="Set risk limits", annotations=CHANGES_STATE)
     async def set_risk_limits(
         reason: Reason,
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_loosen)],
+        consent: Annotated[tuple[list[LimitChange], str] | None, Resolve(consent_to_loosen)],
         max_order_notional: Number = None,
         max_position_fraction: Number = None,
         max_total_exposure: Number = None,
@@ -124,13 +131,22 @@ def register(server: MCPServer, app: App) -> None:
                 changes=planned,
                 limits=risk.limits().as_dict(),
             )
-        limits = risk.apply_limit_changes(planned, reason, confirmed=answered_yes(answer))
+        token = consent[1] if consent is not None and answered_yes(answer) else None
+        limits = risk.apply_limit_changes(planned, reason, consent=token)
         return LimitsChangeResult(applied=True, message="limits updated", changes=planned, limits=limits.as_dict())
 
-    async def ask_to_resume(state: str, reason: str, ctx: Context) -> Elicit[Confirm] | None:
+    def consent_to_resume(state: str, ctx: Context) -> str | None:
+        """The single-use token an answer to leaving HALTED is bound to, or None when nothing is asked."""
         if risk.state().state != "HALTED" or state.upper() == "HALTED" or not client_can_ask(ctx):
             return None
-        return Elicit(f"Trading is HALTED. Switch to {state.upper()} ({reason})?", Confirm)
+        return app.consents.ask(risk.resume_action(state.upper()))
+
+    def ask_to_resume(
+        state: str, reason: str, consent: Annotated[str | None, Resolve(consent_to_resume)]
+    ) -> Elicit[Confirm] | None:
+        if consent is None:
+            return None
+        return question(f"Trading is HALTED. Switch to {state.upper()} ({reason})?", consent)
 
     @server.tool(title="Set trading state", annotations=CHANGES_STATE)
     async def set_trading_state(
@@ -143,13 +159,14 @@ def register(server: MCPServer, app: App) -> None:
         ],
         reason: Reason,
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_resume)],
+        consent: Annotated[str | None, Resolve(consent_to_resume)],
     ) -> TradingStateResult:
         """The kill switch. Halting (or REDUCING) applies at once — use it whenever the user wants to
         stop. Leaving HALTED asks the user through the client; without their yes nothing changes."""
-        confirmed = answered_yes(answer)
-        if was_asked(answer) and not confirmed:
+        if was_asked(answer) and not answered_yes(answer):
             raise ConfirmationRequired("the user declined to leave HALTED; trading stays halted")
-        view, cancelled = await app.orders.set_trading_state(state, reason, confirmed=confirmed)
+        token = consent if answered_yes(answer) else None
+        view, cancelled = await app.orders.set_trading_state(state, reason, consent=token)
         return TradingStateResult(state=view, cancelled_orders=cancelled)
 
     @server.resource(

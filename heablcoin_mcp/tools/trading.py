@@ -14,7 +14,7 @@ from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.books.models import FillView, OrderOutcome, OrderRequest, OrderView
 from heablcoin_mcp.core.trading.portfolio import PnlReport, PortfolioView
 from heablcoin_mcp.errors import RiskRejected
-from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, was_asked
+from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, OptionalSymbol, Symbol
 
 ORDER_ARGUMENTS = ("symbol", "side", "amount", "amount_unit", "order_type", "price", "stop_price", "stop_loss",
@@ -45,11 +45,10 @@ def register(server: MCPServer, app: App) -> None:
         values = {name: arguments[name] for name in ORDER_ARGUMENTS}
         return OrderRequest.build(type=values.pop("order_type"), **values)
 
-    async def ask_to_place(
+    async def preview_order(
         symbol: str,
         side: str,
         amount: float | str,
-        ctx: Context,
         amount_unit: str = "base",
         order_type: str = "market",
         price: Price = None,
@@ -59,15 +58,17 @@ def register(server: MCPServer, app: App) -> None:
         reduce_only: bool = False,
         client_order_id: str | None = None,
         account: str = "default",
+    ) -> OrderOutcome:
+        """The priced, risk-checked preview; the question and the tool body share this one per call."""
+        return await orders.place(request(locals()))
+
+    def ask_to_place(
+        outcome: Annotated[OrderOutcome, Resolve(preview_order)], ctx: Context
     ) -> Elicit[Confirm] | None:
-        if not client_can_ask(ctx):
-            return None
-        req = request(locals())
-        outcome = await orders.place(req)
-        if outcome.status != "confirmation_required" or outcome.preview is None:
+        if not client_can_ask(ctx) or outcome.preview is None or outcome.confirmation_token is None:
             return None
         warnings = f" Note: {'; '.join(outcome.preview.warnings)}." if outcome.preview.warnings else ""
-        return Elicit(f"Place this order? {outcome.preview.summary}.{warnings}", Confirm)
+        return question(f"Place this order? {outcome.preview.summary}.{warnings}", outcome.confirmation_token)
 
     @server.tool(title="Place order", annotations=PLACES_ORDERS)
     async def place_order(
@@ -75,6 +76,7 @@ def register(server: MCPServer, app: App) -> None:
         side: Annotated[Literal["buy", "sell"], Field(description="buy or sell")],
         amount: Annotated[float | str, Field(description="How much, in amount_unit. Must be positive.")],
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_place)],
+        outcome: Annotated[OrderOutcome, Resolve(preview_order)],
         amount_unit: Annotated[
             Literal["base", "quote"], Field(description="'base' = coins (0.01 BTC); 'quote' = money (100 USDT).")
         ] = "base",
@@ -106,8 +108,6 @@ def register(server: MCPServer, app: App) -> None:
         result is `confirmation_required` with a preview and a token — show the preview to the user and
         call confirm_order(token) only after they say yes. Paper trading unless the account is live and
         the server runs in live mode. "buy 100 USDT of SOL" = side buy, amount 100, amount_unit quote."""
-        req = request(locals())
-        outcome = await orders.place(req)
         if outcome.status == "rejected" and outcome.preview is not None:
             raise RiskRejected(
                 outcome.message,

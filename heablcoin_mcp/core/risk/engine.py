@@ -15,6 +15,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.books import journal, ledger
+from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.books.models import RuleFailure
 from heablcoin_mcp.core.books.money import ZERO, dec, text
 from heablcoin_mcp.core.clock import Clock
@@ -68,10 +69,11 @@ class LimitChange(BaseModel):
 
 
 class RiskEngine:
-    def __init__(self, db: Database, configured: RiskLimits, clock: Clock) -> None:
+    def __init__(self, db: Database, configured: RiskLimits, clock: Clock, consents: Consents) -> None:
         self.db = db
         self.configured = configured
         self.clock = clock
+        self.consents = consents
 
     # --- limits --------------------------------------------------------------------------------
 
@@ -112,15 +114,30 @@ class RiskEngine:
                                        after=pattern.strip().upper(), loosens=False))
         return planned
 
-    def apply_limit_changes(self, planned: list[LimitChange], reason: str, *, confirmed: bool) -> RiskLimits:
-        """Raises ConfirmationRequired when a change loosens risk and the user has not confirmed."""
-        if any(c.loosens for c in planned) and not confirmed:
+    @staticmethod
+    def loosen_action(planned: list[LimitChange]) -> str:
+        """What a user's consent to these changes is bound to."""
+        return "limits:" + json.dumps(sorted((c.name, c.after) for c in planned))
+
+    def apply_limit_changes(self, planned: list[LimitChange], reason: str, *, confirmed: bool = False,
+                            consent: str | None = None) -> RiskLimits:
+        """Apply the changes. A loosening needs the user: ``consent`` (their answer's token, spent here,
+        in the same transaction) or ``confirmed`` (the user acting themselves, as in the CLI).
+
+        Raises:
+            ConfirmationRequired: a change loosens risk without the user, or their answer was spent or expired.
+        """
+        loosens = any(c.loosens for c in planned)
+        if loosens and not confirmed and consent is None:
             raise ConfirmationRequired(
                 "loosening a risk limit needs the user's confirmation",
                 hint="Ask the user to confirm in a client that supports elicitation, or to change the "
                      "HEABLCOIN_RISK_* settings themselves.")
         now = self.clock.now()
         with self.db.write() as conn:
+            if loosens and consent is not None:
+                self.consents.spend(conn, consent, self.loosen_action(planned))
+                confirmed = True
             _, deny = self._overrides()
             for change in planned:
                 if change.name == "deny_symbols":
@@ -143,12 +160,24 @@ class RiskEngine:
             return TradingStateView(state="ACTIVE", reason="default", since=None)
         return TradingStateView(**json.loads(row[0]))
 
-    def set_state(self, state: TradingState, reason: str, *, confirmed: bool) -> TradingStateView:
-        """Raises ConfirmationRequired when leaving HALTED without the user's confirmation."""
+    @staticmethod
+    def resume_action(state: str) -> str:
+        """What a user's consent to leave HALTED for ``state`` is bound to."""
+        return f"trading_state:HALTED->{state}"
+
+    def set_state(self, state: TradingState, reason: str, *, confirmed: bool = False,
+                  consent: str | None = None) -> TradingStateView:
+        """Set the trading state. Leaving HALTED needs the user: ``consent`` (their answer's token, spent
+        here in the same transaction) or ``confirmed`` (the user acting themselves, as in the CLI).
+
+        Raises:
+            ConfirmationRequired: leaving HALTED without the user, or their answer was spent or expired.
+        """
         if state not in ("ACTIVE", "REDUCING", "HALTED"):
             raise InvalidInput(f"trading state must be ACTIVE, REDUCING or HALTED, got {state!r}")
         before = self.state()
-        if before.state == "HALTED" and state != "HALTED" and not confirmed:
+        resuming = before.state == "HALTED" and state != "HALTED"
+        if resuming and not confirmed and consent is None:
             raise ConfirmationRequired(
                 "leaving HALTED needs the user's confirmation",
                 hint="Ask the user to confirm (elicitation), or run `heablcoin-mcp trading-state active` themselves.")
@@ -156,6 +185,9 @@ class RiskEngine:
         view = TradingStateView(state=state, reason=reason,
                                 since=datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"))
         with self.db.write() as conn:
+            if resuming and consent is not None:
+                self.consents.spend(conn, consent, self.resume_action(state))
+                confirmed = True
             conn.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = excluded.value, updated_at = excluded.updated_at",
                          (STATE_KEY, view.model_dump_json(), now))

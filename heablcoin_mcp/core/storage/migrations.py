@@ -228,4 +228,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt);
         """,
     ),
+    Migration(
+        5,
+        "consents",
+        """
+        CREATE TABLE consents (
+            token TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        );
+        CREATE INDEX consents_by_action ON consents(action, expires_at);
+        """,
+    ),
 )

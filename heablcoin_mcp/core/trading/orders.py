@@ -334,8 +334,8 @@ class OrderService:
         return cancelled
 
     async def set_trading_state(
-        self, state: TradingState, reason: str, *, confirmed: bool
+        self, state: TradingState, reason: str, *, confirmed: bool = False, consent: str | None = None
     ) -> tuple[TradingStateView, list[OrderView]]:
-        view = self.risk.set_state(state, reason, confirmed=confirmed)
+        view = self.risk.set_state(state, reason, confirmed=confirmed, consent=consent)
         cancelled = await self.cancel_all(reason=f"trading halted: {reason}") if state == "HALTED" else []
         return view, cancelled

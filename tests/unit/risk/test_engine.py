@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine
 from heablcoin_mcp.core.risk.limits import REGIME_TABLE, RiskLimits, effective
 from heablcoin_mcp.core.storage import Database
@@ -51,7 +52,7 @@ OK = OrderContext(
 def engine(tmp_path: Path, clock: ManualClock) -> RiskEngine:
     db = Database(tmp_path / "r.db")
     db.migrate()
-    return RiskEngine(db, LIMITS, clock)
+    return RiskEngine(db, LIMITS, clock, Consents(db, clock))
 
 
 def codes(engine: RiskEngine, **changes: object) -> list[str]:
