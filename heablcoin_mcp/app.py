@@ -16,9 +16,8 @@ from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.analysis.reports import RegimeThresholds
 from heablcoin_mcp.core.analysis.service import AnalysisService
-from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.clock import Clock, SystemClock
-from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
@@ -28,6 +27,7 @@ from heablcoin_mcp.core.monitor.health import HealthMonitor
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.core.tasks.handlers import builtin_handlers
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
@@ -105,7 +105,9 @@ class App:
         self.matcher = Matcher(self.db, self.clock, self.market, self.brokers, self.accounts, executor,
                                slippage_bps=settings.paper_slippage_bps)
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
-        self.endpoints = EndpointStore(self.db, self.clock)
+        self.endpoints = EndpointStore(self.db, self.clock, self.consents, EndpointPolicy(
+            key_patterns=settings.ai_key_env_patterns, allow_private=settings.ai_allow_private,
+            other_secrets=self.accounts.key_variables))
         self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline)
         self.queue = TaskQueue(self.db, self.clock, QueuePolicy(lease_seconds=settings.task_lease_seconds,
                                                                 aging_seconds=settings.task_aging_seconds))

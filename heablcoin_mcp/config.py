@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ai_endpoints: list[dict[str, Any]] = Field(default_factory=list,
                                                description="JSON list of endpoints declared at start-up")
     ai_deadline: float = Field(60.0, gt=0, le=600, description="seconds an AI call may take, failovers included")
+    ai_allow_private: bool = Field(False, description="allow AI endpoints on loopback / private hosts (local models)")
+    ai_key_env_patterns: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("*_API_KEY",), description="names an AI endpoint's key variable may have (shell patterns)")
     quote_asset: str = Field("USDT", description="currency equity and PnL are reported in")
     paper_initial_balance: Decimal = Field(Decimal(10_000), gt=0, description="quote balance of a new paper account")
     paper_slippage_bps: Decimal = Field(Decimal(5), ge=0, le=500)
@@ -110,7 +113,7 @@ class Settings(BaseSettings):
         value = value.strip()
         return value.upper() if info.field_name in ("log_level", "db_synchronous") else value.lower()
 
-    @field_validator("allowed_hosts", "risk_allow_symbols", "risk_deny_symbols", mode="before")
+    @field_validator("allowed_hosts", "risk_allow_symbols", "risk_deny_symbols", "ai_key_env_patterns", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         return split_csv(value) if isinstance(value, str) else value

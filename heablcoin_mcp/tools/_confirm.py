@@ -11,7 +11,7 @@ from __future__ import annotations
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult
 from pydantic import BaseModel, Field
 
-from heablcoin_mcp.core.books.consents import reference
+from heablcoin_mcp.core.storage.consents import reference
 
 
 class Confirm(BaseModel):

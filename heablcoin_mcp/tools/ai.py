@@ -1,18 +1,21 @@
-"""Toolset `ai`: LLM endpoints routed with failover, and AI commentary on the market."""
+"""Toolset `ai`: LLM endpoints routed with failover, and AI commentary on the market.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the SDK must evaluate `Resolve(<local resolver>)` in the
+signatures while the resolver is in scope."""
 
 import json
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.analysis.reports import MarketAnalysis
-from heablcoin_mcp.core.llm.endpoints import ApiEndpoint
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, pointing
 from heablcoin_mcp.core.llm.manager import AiReply, EndpointStats
+from heablcoin_mcp.errors import ConfirmationRequired, HeablError
+from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import Symbol, Timeframe
 
 CONFIGURES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -57,8 +60,39 @@ def register(server: MCPServer, app: App) -> None:
         return EndpointView(endpoint=endpoint, key_set=key_set,
                             message=f"{verb} {endpoint.name}; environment variable {endpoint.api_key_env} {state}")
 
+    def consent_to_point(name: str, base_url: str | None, api_key_env: str | None,
+                         ctx: Context) -> tuple[str, str] | None:
+        """For a new target (a new endpoint, or a new base_url / key variable): the question and the
+        single-use token its answer is bound to. None when nothing new is pointed at or nobody can be asked."""
+        if not client_can_ask(ctx):
+            return None
+        try:
+            current = store.get(name) if store.exists(name) else None
+            url = (base_url or (current.base_url if current else "")).rstrip("/")
+            key = api_key_env or (current.api_key_env if current else "")
+            if current is not None and (url, key) == (current.base_url, current.api_key_env):
+                return None
+            store.policy.check(ApiEndpoint(name=name, base_url=url, model="m", api_key_env=key))
+        except (HeablError, ValueError):
+            return None  # the body reports the problem
+        ask = f"Let the server send the key in {key} to {url} (AI endpoint {name})?"
+        return ask, app.consents.ask(pointing(name, url, key))
+
+    def ask_to_point(
+        consent: Annotated[tuple[str, str] | None, Resolve(consent_to_point)],
+    ) -> Elicit[Confirm] | None:
+        return question(*consent) if consent is not None else None
+
+    def granted(answer: ElicitationResult[Confirm], consent: tuple[str, str] | None) -> str | None:
+        """The consent token to spend, once the user said yes. Raises ConfirmationRequired if they said no."""
+        if was_asked(answer) and not answered_yes(answer):
+            raise ConfirmationRequired("the user declined; the endpoint was not changed")
+        return consent[1] if consent is not None and answered_yes(answer) else None
+
     @server.tool(title="Add AI endpoint", annotations=CONFIGURES)
     def add_api_endpoint(
+        answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_point)],
+        consent: Annotated[tuple[str, str] | None, Resolve(consent_to_point)],
         name: Annotated[str, Field(description="Unique name, e.g. 'deepseek'.", max_length=48)],
         base_url: Annotated[str, Field(description="API base, e.g. https://api.deepseek.com/v1")],
         model: Annotated[str, Field(description="Model name, e.g. deepseek-chat", max_length=128)],
@@ -73,15 +107,21 @@ def register(server: MCPServer, app: App) -> None:
         max_tokens_per_minute: Annotated[int | None, Field(description="Local token budget (optional).")] = None,
         timeout: Annotated[float, Field(description="Seconds per request.", gt=0, le=600)] = 30.0,
     ) -> EndpointView:
-        """Register an LLM endpoint for ask_ai and ai_market_commentary. Takes effect at once. The key stays
-        in the server's environment: pass the variable's NAME; the result says whether it is set."""
-        return view(store.add(ApiEndpoint(
+        """Register an LLM endpoint for ask_ai and ai_market_commentary. The server will send the key in
+        the variable `api_key_env` (its NAME, like DEEPSEEK_API_KEY; never the key) to `base_url`, so the
+        user is asked first through the client; without their yes nothing is added (endpoints can also be
+        declared in HEABLCOIN_AI_ENDPOINTS). Loopback / private hosts need HEABLCOIN_AI_ALLOW_PRIVATE.
+        Takes effect at once; the result says whether the variable is set."""
+        endpoint = ApiEndpoint(
             name=name, provider=provider, base_url=base_url, model=model, api_key_env=api_key_env, priority=priority,
             weight=weight, max_requests_per_minute=max_requests_per_minute,
-            max_tokens_per_minute=max_tokens_per_minute, timeout=timeout)), "added")
+            max_tokens_per_minute=max_tokens_per_minute, timeout=timeout)
+        return view(store.add(endpoint, consent=granted(answer, consent)), "added")
 
     @server.tool(title="Update AI endpoint", annotations=CONFIGURES)
     def update_api_endpoint(
+        answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_point)],
+        consent: Annotated[tuple[str, str] | None, Resolve(consent_to_point)],
         name: Annotated[str, Field(description="Endpoint to change.")],
         base_url: Annotated[str | None, Field(description="New API base.")] = None,
         model: Annotated[str | None, Field(description="New model.")] = None,
@@ -94,13 +134,14 @@ def register(server: MCPServer, app: App) -> None:
         timeout: Annotated[float | None, Field(description="New timeout (s).")] = None,
         enabled: Annotated[bool | None, Field(description="Enable or disable.")] = None,
     ) -> EndpointView:
-        """Change an endpoint's settings (or enable / disable it); takes effect at once, health is kept."""
+        """Change an endpoint's settings (or enable / disable it); takes effect at once, health is kept. A new
+        base_url or key variable asks the user first, as add_api_endpoint does."""
         changes = {k: v for k, v in {"base_url": base_url, "model": model, "api_key_env": api_key_env,
                                      "provider": provider, "priority": priority, "weight": weight,
                                      "max_requests_per_minute": max_requests_per_minute,
                                      "max_tokens_per_minute": max_tokens_per_minute, "timeout": timeout,
                                      "enabled": enabled}.items() if v is not None}
-        return view(store.update(name, **changes), "updated")
+        return view(store.update(name, consent=granted(answer, consent), **changes), "updated")
 
     @server.tool(title="Remove AI endpoint", annotations=REMOVES)
     def remove_api_endpoint(name: Annotated[str, Field(description="Endpoint to remove.")]) -> ResetResult:

@@ -14,9 +14,11 @@ from heablcoin_mcp.server import build_server
 from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
+from tests.integration.test_trading_tools import answering
 
 pytestmark = pytest.mark.anyio
-ENV = {"PRIMARY_KEY": "sk-primary-secret-123456", "BACKUP_KEY": "sk-backup-secret-654321"}
+ENV = {"PRIMARY_API_KEY": "sk-primary-secret-123456", "BACKUP_API_KEY": "sk-backup-secret-654321"}
+USER_SAYS_YES = answering(True)
 
 
 @pytest.fixture
@@ -26,7 +28,8 @@ def llms() -> Iterator[list[FakeLLM]]:
 
 
 def app_for(tmp_path: Path, **settings: Any) -> App:
-    values = {"exchange": "sim", **settings}
+    """The loopback fake providers are local models as far as the server can tell."""
+    values = {"exchange": "sim", "ai_allow_private": True, **settings}
     return App(Settings(_env_file=None, home=tmp_path, **values), clock=ManualClock(), environ=ENV)  # type: ignore[call-arg]
 
 
@@ -41,15 +44,15 @@ def error(result: Any) -> dict[str, Any]:
 
 async def test_endpoints_are_added_routed_and_failed_over(tmp_path: Path, llms: list[FakeLLM]) -> None:
     primary, backup = llms
-    async with Client(build_server(app_for(tmp_path))) as client:
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
         added = ok(await client.call_tool("add_api_endpoint", {
-            "name": "primary", "base_url": primary.url, "model": "gpt-x", "api_key_env": "PRIMARY_KEY"}))
-        assert added["key_set"] is True and "PRIMARY_KEY is set" in added["message"]
+            "name": "primary", "base_url": primary.url, "model": "gpt-x", "api_key_env": "PRIMARY_API_KEY"}))
+        assert added["key_set"] is True and "PRIMARY_API_KEY is set" in added["message"]
         missing = ok(await client.call_tool("add_api_endpoint", {
-            "name": "nokey", "base_url": backup.url, "model": "m", "api_key_env": "NOT_SET_ANYWHERE", "priority": 5}))
+            "name": "nokey", "base_url": backup.url, "model": "m", "api_key_env": "NOT_SET_API_KEY", "priority": 5}))
         assert missing["key_set"] is False and "NOT set" in missing["message"]
         ok(await client.call_tool("add_api_endpoint", {
-            "name": "backup", "base_url": backup.url, "model": "claude-x", "api_key_env": "BACKUP_KEY",
+            "name": "backup", "base_url": backup.url, "model": "claude-x", "api_key_env": "BACKUP_API_KEY",
             "provider": "anthropic", "priority": "2"}))
         first = ok(await client.call_tool("ask_ai", {"prompt": "What is a stop-loss?"}))
         primary.then(Behaviour(status=500))
@@ -66,8 +69,8 @@ async def test_endpoints_are_added_routed_and_failed_over(tmp_path: Path, llms: 
 
 async def test_update_disable_remove_and_reset_take_effect_at_once(tmp_path: Path, llms: list[FakeLLM]) -> None:
     primary, backup = llms
-    async with Client(build_server(app_for(tmp_path))) as client:
-        for llm, key, priority in ((primary, "PRIMARY_KEY", 1), (backup, "BACKUP_KEY", 2)):
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
+        for llm, key, priority in ((primary, "PRIMARY_API_KEY", 1), (backup, "BACKUP_API_KEY", 2)):
             ok(await client.call_tool("add_api_endpoint", {"name": llm.name, "base_url": llm.url, "model": "m",
                                                            "api_key_env": key, "priority": priority}))
         ok(await client.call_tool("update_api_endpoint", {"name": "primary", "enabled": False}))
@@ -82,7 +85,7 @@ async def test_update_disable_remove_and_reset_take_effect_at_once(tmp_path: Pat
 
 
 async def test_endpoints_declared_in_settings_are_loaded_at_start(tmp_path: Path, llms: list[FakeLLM]) -> None:
-    declared = [{"name": "from-env", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_KEY"}]
+    declared = [{"name": "from-env", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_API_KEY"}]
     async with Client(build_server(app_for(tmp_path, ai_endpoints=declared))) as client:
         reply = ok(await client.call_tool("ask_ai", {"prompt": "hello", "strategy": "round_robin"}))
     assert reply["endpoint"] == "from-env" and reply["strategy"] == "round_robin"
@@ -91,9 +94,9 @@ async def test_endpoints_declared_in_settings_are_loaded_at_start(tmp_path: Path
 async def test_market_commentary_feeds_the_analysis_to_the_model(tmp_path: Path, llms: list[FakeLLM]) -> None:
     primary = llms[0]
     primary.then(Behaviour(text="Simulated data: BTC is drifting lower on the hour."))
-    async with Client(build_server(app_for(tmp_path))) as client:
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
         ok(await client.call_tool("add_api_endpoint", {"name": "primary", "base_url": primary.url, "model": "m",
-                                                       "api_key_env": "PRIMARY_KEY"}))
+                                                       "api_key_env": "PRIMARY_API_KEY"}))
         result = ok(await client.call_tool("ai_market_commentary", {"symbol": "BTC/USDT", "timeframe": "1h"}))
     assert result["commentary"]["text"].startswith("Simulated data")
     assert result["analysis"]["symbol"] == "BTC/USDT" and result["analysis"]["simulated"] is True
@@ -117,8 +120,8 @@ async def test_market_commentary_feeds_the_analysis_to_the_model(tmp_path: Path,
 ])
 async def test_nonsense_gets_clear_errors(tmp_path: Path, llms: list[FakeLLM], tool: str, arguments: dict[str, Any],
                                           code: str) -> None:
-    base = {"name": "e1", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_KEY"}
-    async with Client(build_server(app_for(tmp_path))) as client:
+    base = {"name": "e1", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_API_KEY"}
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
         ok(await client.call_tool("add_api_endpoint", base))
         if tool == "add_api_endpoint":
             arguments = {**base, "name": "e2", **arguments}
@@ -126,13 +129,13 @@ async def test_nonsense_gets_clear_errors(tmp_path: Path, llms: list[FakeLLM], t
 
 
 async def test_a_duplicate_name_is_refused(tmp_path: Path, llms: list[FakeLLM]) -> None:
-    base = {"name": "e1", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_KEY"}
-    async with Client(build_server(app_for(tmp_path))) as client:
+    base = {"name": "e1", "base_url": llms[0].url, "model": "m", "api_key_env": "PRIMARY_API_KEY"}
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
         ok(await client.call_tool("add_api_endpoint", base))
         assert "already exists" in error(await client.call_tool("add_api_endpoint", base))["message"]
 
 
 async def test_no_endpoint_at_all_is_explained(tmp_path: Path) -> None:
-    async with Client(build_server(app_for(tmp_path))) as client:
+    async with Client(build_server(app_for(tmp_path)), elicitation_callback=USER_SAYS_YES) as client:
         missing = error(await client.call_tool("ask_ai", {"prompt": "hello"}))
     assert missing["code"] == "not_found" and "add_api_endpoint" in missing["hint"]

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "heablcoin_mcp"
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("config",),
-    ("core.clock", "core.monitor"),
+    ("core.clock", "core.monitor", "core.netguard"),
     ("core.storage",),
     ("core.market", "core.llm"),
     ("core.analysis",),

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 
 from heablcoin_mcp.core.clock import SystemClock
-from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage.consents import Consents
 from tests.fakes.llm import fake_llms
 
 ENV = {"BENCH_KEY": "sk-bench"}
@@ -27,10 +28,12 @@ ENV = {"BENCH_KEY": "sk-bench"}
 def _manager(home: Path, count: int, url: str) -> ApiManager:
     db = Database(home / f"ai-{count}.db")
     db.migrate()
-    store = EndpointStore(db, SystemClock())
+    store = EndpointStore(db, SystemClock(), Consents(db, SystemClock()),
+                          EndpointPolicy(key_patterns=("BENCH_KEY",), allow_private=True))
     for i in range(count):
-        store.add(ApiEndpoint(name=f"e{i:04d}", base_url=url, model="m", api_key_env="BENCH_KEY",
-                              priority=1 + i % 10, weight=1 + i % 3, max_requests_per_minute=100_000))
+        endpoint = ApiEndpoint(name=f"e{i:04d}", base_url=url, model="m", api_key_env="BENCH_KEY",
+                               priority=1 + i % 10, weight=1 + i % 3, max_requests_per_minute=100_000)
+        store.add(endpoint, source="settings")
     return ApiManager(store, SystemClock(), ENV)
 
 

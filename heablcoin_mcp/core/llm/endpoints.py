@@ -1,21 +1,31 @@
 """LLM endpoints: validated, persisted in SQLite, changed without a restart.
 
 An endpoint names the environment variable that holds its key (``api_key_env``); the key itself is
-never a parameter, never stored, never printed.
+never a parameter, never stored, never printed. Because the server sends that key to ``base_url``,
+``EndpointPolicy`` limits both: the variable must look like an AI key (``*_API_KEY`` unless the user
+widens it) and never be one of the server's own settings or an exchange account's key; the URL must
+not be link-local or a metadata service, nor private unless the user allows local models. Pointing
+an endpoint somewhere from a tool (adding one, or a new base_url or key variable) also needs the
+user's answer, spent in the same transaction; endpoints the user declares in the settings need none.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.netguard import check_target
 from heablcoin_mcp.core.storage import Database
-from heablcoin_mcp.errors import InvalidInput, NotFound
+from heablcoin_mcp.core.storage.consents import Consents
+from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput, NotFound
 
 Provider = Literal["openai", "anthropic"]
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,47}$")
@@ -61,17 +71,67 @@ class ApiEndpoint(BaseModel):
         return self.model_copy(update={"base_url": self.base_url.rstrip("/")})
 
 
+def _no_other_secrets() -> Iterable[str]:
+    return ()
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """Which key variables an endpoint may name and which hosts it may point at."""
+
+    key_patterns: tuple[str, ...] = ("*_API_KEY",)
+    allow_private: bool = False
+    other_secrets: Callable[[], Iterable[str]] = _no_other_secrets  # e.g. the accounts' exchange key variables
+
+    def check(self, endpoint: ApiEndpoint) -> None:
+        """Raises InvalidInput for a key variable or a target the server must not use."""
+        self.check_key(endpoint.api_key_env)
+        check_target(endpoint.base_url, what="base_url", allow_private=self.allow_private,
+                     setting="HEABLCOIN_AI_ALLOW_PRIVATE")
+
+    def check_key(self, name: str) -> None:
+        if name.startswith("HEABLCOIN_"):
+            raise InvalidInput(f"api_key_env {name} is one of the server's own settings, not an AI key")
+        if name in set(self.other_secrets()):
+            raise InvalidInput(f"api_key_env {name} holds an exchange account's key, not an AI key")
+        if not any(fnmatchcase(name, pattern) for pattern in self.key_patterns):
+            raise InvalidInput(f"api_key_env {name} does not look like an AI key variable "
+                               f"({', '.join(self.key_patterns)})",
+                               hint="Name the variable like DEEPSEEK_API_KEY, or the user can widen "
+                                    "HEABLCOIN_AI_KEY_ENV_PATTERNS.")
+
+
+def pointing(name: str, base_url: str, api_key_env: str) -> str:
+    """What the user's consent to send a key somewhere is bound to."""
+    return f"endpoint:{name}|{base_url.rstrip('/')}|{api_key_env}"
+
+
 class EndpointStore:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, consents: Consents,
+                 policy: EndpointPolicy | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.consents = consents
+        self.policy = policy or EndpointPolicy()
         self.version = 0  # bumped on every change, so the manager sees edits at once
 
-    def add(self, endpoint: ApiEndpoint, *, source: str = "tool", replace: bool = False) -> ApiEndpoint:
+    def add(self, endpoint: ApiEndpoint, *, source: str = "tool", replace: bool = False,
+            consent: str | None = None) -> ApiEndpoint:
+        """Store an endpoint. From a tool (``source="tool"``) it needs the user's ``consent``.
+
+        Raises:
+            InvalidInput: a bad field, key variable or target. ConfirmationRequired: no (valid) consent.
+        """
         endpoint = endpoint.checked()
+        self.policy.check(endpoint)
         now = self.clock.now()
         values = [getattr(endpoint, f) for f in FIELDS]
         with self.db.write() as conn:
+            if source == "tool":
+                if self.exists(endpoint.name):
+                    raise InvalidInput(f"an endpoint named {endpoint.name!r} already exists",
+                                       hint="Use update_api_endpoint to change it.")
+                self._spend(conn, consent, endpoint)
             try:
                 conn.execute(
                     f"INSERT {'OR REPLACE ' if replace else ''}INTO api_endpoints (name, {', '.join(FIELDS)}, "
@@ -83,23 +143,44 @@ class EndpointStore:
         self.version += 1
         return endpoint
 
-    def update(self, name: str, **changes: object) -> ApiEndpoint:
+    def update(self, name: str, consent: str | None = None, **changes: object) -> ApiEndpoint:
+        """Change an endpoint; a new base_url or key variable needs the user's ``consent``.
+
+        Raises:
+            NotFound, InvalidInput, ConfirmationRequired: as for ``add``.
+        """
         current = self.get(name)
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
             raise InvalidInput(f"unknown endpoint field(s): {', '.join(unknown)}")
         updated = ApiEndpoint.model_validate(current.model_dump() | changes).checked()
+        repointed = (updated.base_url, updated.api_key_env) != (current.base_url, current.api_key_env)
+        if repointed:
+            self.policy.check(updated)
         with self.db.write() as conn:
+            if repointed:
+                self._spend(conn, consent, updated)
             conn.execute(f"UPDATE api_endpoints SET {', '.join(f'{f} = ?' for f in FIELDS)}, updated_at = ? "
                          "WHERE name = ?", (*[getattr(updated, f) for f in FIELDS], self.clock.now(), name))
         self.version += 1
         return updated
+
+    def _spend(self, conn: sqlite3.Connection, consent: str | None, endpoint: ApiEndpoint) -> None:
+        if consent is None:
+            raise ConfirmationRequired(
+                f"sending the key in {endpoint.api_key_env} to {endpoint.base_url} needs the user's confirmation",
+                hint="Ask in a client that supports elicitation, or the user declares the endpoint in "
+                     "HEABLCOIN_AI_ENDPOINTS.")
+        self.consents.spend(conn, consent, pointing(endpoint.name, endpoint.base_url, endpoint.api_key_env))
 
     def remove(self, name: str) -> None:
         self.get(name)
         with self.db.write() as conn:
             conn.execute("DELETE FROM api_endpoints WHERE name = ?", (name,))
         self.version += 1
+
+    def exists(self, name: str) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM api_endpoints WHERE name = ?", (name,)).fetchone() is not None
 
     def get(self, name: str) -> ApiEndpoint:
         row = self.db.conn.execute("SELECT * FROM api_endpoints WHERE name = ?", (name,)).fetchone()

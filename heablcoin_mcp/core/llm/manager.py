@@ -200,12 +200,16 @@ class ApiManager:
         messages = [{"role": "user", "content": prompt}]
         attempts: list[Attempt] = []
         tried: set[str] = set()
+        refused: set[str] = set()  # targets the policy refuses are not retried within this call
         last_tried: str | None = None
         self._rotation += 1
         while len(attempts) < MAX_ATTEMPTS:
-            for candidate in self.candidates(strategy, budget, endpoint, tried):
+            for candidate in self.candidates(strategy, budget, endpoint, tried | refused):
                 reply = await self._try(candidate, messages, system, max_tokens, temperature, attempts)
                 tried.add(candidate.name)
+                if attempts and attempts[-1].kind == "refused_target":
+                    refused.add(candidate.name)
+                    continue
                 last_tried = candidate.name
                 if reply is not None:
                     reply.strategy = strategy
@@ -213,7 +217,7 @@ class ApiManager:
                     return reply
                 if len(attempts) >= MAX_ATTEMPTS:
                     break
-            wait = self._next_ready(configured, budget)
+            wait = self._next_ready([e for e in configured if e.name not in refused], budget)
             if last_tried is not None and wait == 0:
                 retries = sum(1 for a in attempts if a.endpoint == last_tried)
                 wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (retries - 1)) * (0.5 + self.rng.random() / 2)
@@ -230,6 +234,14 @@ class ApiManager:
     async def _try(self, endpoint: ApiEndpoint, messages: list[dict[str, str]], system: str | None,
                    max_tokens: int, temperature: float, attempts: list[Attempt]) -> AiReply | None:
         health, counters = self.health(endpoint), self.counters(endpoint.name)
+        try:
+            # Checked again at every call: a stored endpoint may predate today's policy, or DNS moved.
+            await anyio.to_thread.run_sync(self.store.policy.check, endpoint)
+        except InvalidInput as refused:
+            counters.last_error = f"refused_target: {refused.message}"
+            attempts.append(Attempt(endpoint=endpoint.name, kind="refused_target", reason=refused.message))
+            log.warning("AI endpoint %s not used: %s", endpoint.name, refused.message)
+            return None
         health.started()
         counters.requests += 1
         counters.in_flight += 1

@@ -15,12 +15,12 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.books import journal, ledger
-from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.books.models import RuleFailure
 from heablcoin_mcp.core.books.money import ZERO, dec, text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, EffectiveParams, RiskLimits, TradingState, effective
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 
 STATE_KEY = "trading_state"

@@ -5,20 +5,19 @@ Body: the task summary as JSON. Headers: ``X-Heablcoin-Timestamp`` (unix seconds
 Deliveries are queued in SQLite with the task's final state (so none is lost), claimed before each
 POST (so two worker processes never send the same one at once) and retried with backoff (1, 2, 4,
 ... s, up to ``MAX_ATTEMPTS``). Private, loopback and link-local targets are
-refused unless explicitly allowed (SSRF guard), checked at publish and again at delivery.
+refused unless explicitly allowed, link-local and metadata targets always (core/netguard.py), checked at
+publish and again at delivery; redirects are never followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.netguard import check_target
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.errors import ConfigError, InvalidInput
 
@@ -42,17 +41,8 @@ class Webhooks:
         if not self.secret:
             raise ConfigError("callbacks need HEABLCOIN_WEBHOOK_SECRET to sign them",
                               hint="Set HEABLCOIN_WEBHOOK_SECRET in the server's configuration.")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInput(f"callback_url {url!r} must be an http(s) URL")
-        if parts.username or parts.password:
-            raise InvalidInput("callback_url must not contain credentials")
-        if not self.allow_private:
-            for address in _addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)):
-                if not address.is_global:
-                    raise InvalidInput(f"callback_url resolves to a non-public address ({address})",
-                                       hint="Private, loopback and link-local targets are refused; set "
-                                            "HEABLCOIN_WEBHOOK_ALLOW_PRIVATE=true to allow them.")
+        check_target(url, what="callback_url", allow_private=self.allow_private,
+                     setting="HEABLCOIN_WEBHOOK_ALLOW_PRIVATE")
         return url
 
     async def deliver_due(self) -> int:
@@ -110,14 +100,3 @@ class Webhooks:
             await self._client.aclose()
             self._client = None
 
-
-def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        raise InvalidInput(f"callback_url host {host!r} does not resolve") from None
-    return [ipaddress.ip_address(info[4][0]) for info in infos]

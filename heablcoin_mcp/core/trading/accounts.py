@@ -96,6 +96,11 @@ class AccountService:
         accounts = [self._account(r) for r in rows]
         return [a for a in accounts if group is None or a.group == group]
 
+    def key_variables(self) -> set[str]:
+        """Names of every variable that holds an account's exchange credentials."""
+        rows = self.db.conn.execute("SELECT api_key_env, secret_env, password_env FROM accounts").fetchall()
+        return {name for row in rows for name in row if name}
+
     def _account(self, row: sqlite3.Row) -> Account:
         envs = {k: row[k] for k in ("api_key_env", "secret_env", "password_env")}
         return Account(name=row["name"], mode=row["mode"], exchange=row["exchange"], weight=row["weight"],

@@ -9,10 +9,11 @@ from typing import Any
 import anyio
 import pytest
 
-from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
+from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.health import HealthPolicy
 from heablcoin_mcp.core.llm.manager import ApiManager
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
@@ -31,7 +32,7 @@ def llms() -> Iterator[list[FakeLLM]]:
 def store(tmp_path: Path, clock: ManualClock) -> EndpointStore:
     db = Database(tmp_path / "ai.db")
     db.migrate()
-    return EndpointStore(db, clock)
+    return EndpointStore(db, clock, Consents(db, clock), EndpointPolicy(key_patterns=("KEY_*",), allow_private=True))
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ async def m(store: EndpointStore, clock: ManualClock) -> AsyncIterator[ApiManage
 
 
 def add(store: EndpointStore, llm: FakeLLM, key: str, **kwargs: Any) -> ApiEndpoint:
-    return store.add(ApiEndpoint(name=llm.name, base_url=llm.url, model=f"model-{llm.name}", api_key_env=key, **kwargs))
+    endpoint = ApiEndpoint(name=llm.name, base_url=llm.url, model=f"model-{llm.name}", api_key_env=key, **kwargs)
+    return store.add(endpoint, source="settings")
 
 
 async def test_priority_uses_the_first_and_fails_over_on_a_server_error(
@@ -262,11 +264,11 @@ async def test_changes_apply_without_a_restart(
 def test_bad_endpoints_are_refused(store: EndpointStore, changes: dict[str, Any], message: str) -> None:
     endpoint = ApiEndpoint(name="x", base_url="https://api.example.com/v1", model="m", api_key_env="KEY_A")
     with pytest.raises(InvalidInput, match=message):
-        store.add(endpoint.model_copy(update=changes))
+        store.add(endpoint.model_copy(update=changes), source="settings")
 
 
 def test_duplicate_names_are_refused(store: EndpointStore) -> None:
-    endpoint = ApiEndpoint(name="x", base_url="https://api.example.com/v1", model="m", api_key_env="KEY_A")
-    store.add(endpoint)
+    endpoint = ApiEndpoint(name="x", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="KEY_A")
+    store.add(endpoint, source="settings")
     with pytest.raises(InvalidInput, match="already exists"):
-        store.add(endpoint)
+        store.add(endpoint, source="settings")

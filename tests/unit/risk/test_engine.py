@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from heablcoin_mcp.core.books.consents import Consents
 from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine
 from heablcoin_mcp.core.risk.limits import REGIME_TABLE, RiskLimits, effective
 from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 from tests.fakes.clock import ManualClock
 

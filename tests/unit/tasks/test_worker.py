@@ -167,9 +167,14 @@ async def test_a_finished_task_posts_a_signed_webhook(tmp_path: Path, clock: Man
 
 async def test_webhooks_refuse_private_targets_and_need_a_secret(tmp_path: Path, clock: ManualClock) -> None:
     async with make_app(tmp_path, clock, ScriptedMarket(clock)) as app:
-        for url in ("http://127.0.0.1:8080/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "ftp://x/y"):
+        for url in ("http://127.0.0.1:8080/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "ftp://x/y",
+                    "http://[::127.0.0.1]/x", "http://[::ffff:0:127.0.0.1]/x", "http://[64:ff9b::7f00:1]/x",
+                    "http://[2002:7f00:1::]/x", "http://[::169.254.169.254]/x"):
             with pytest.raises(InvalidInput):
                 app.tasks.spec("system.sleep", {"seconds": 0}, callback_url=url)
+    async with make_app(tmp_path / "3", clock, ScriptedMarket(clock), webhook_allow_private=True) as app:
+        with pytest.raises(InvalidInput, match="never allowed"):  # allowing private targets never allows metadata
+            app.tasks.spec("system.sleep", {"seconds": 0}, callback_url="http://[::169.254.169.254]/latest")
     async with make_app(tmp_path / "2", clock, ScriptedMarket(clock), webhook_secret=None) as app:
         with pytest.raises(ConfigError, match="HEABLCOIN_WEBHOOK_SECRET"):
             app.tasks.spec("system.sleep", {"seconds": 0}, callback_url="https://example.com/hook")

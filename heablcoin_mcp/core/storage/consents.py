@@ -4,7 +4,8 @@ A question put to the user (leave HALTED, loosen a limit) is bound to a single-u
 exact action asked about. The token is spent in the same transaction as the action, so an answer
 re-sent later finds it spent, and the question, asked again, carries a new token: the user is
 asked again. Orders and distributions bind their questions to their confirmation tokens the same
-way (``reference``).
+way (``reference``). It lives with storage because every layer that asks the user (risk, trading,
+the AI endpoints) sits above it.
 """
 
 from __future__ import annotations
