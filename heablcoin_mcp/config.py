@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
     auth_token: SecretStr | None = None
+    http_header_timeout: float = Field(10.0, gt=0, le=300, description="seconds a client has to send request headers")
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSET_NAMES
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -85,6 +86,12 @@ class Settings(BaseSettings):
     http_proxy: str | None = None
     https_proxy: str | None = None
     socks_proxy: str | None = None
+
+    @field_validator("auth_token", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: Any) -> Any:
+        """An empty or blank secret is no secret (HEABLCOIN_AUTH_TOKEN='' must not count as a token)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("home", mode="after")
     @classmethod

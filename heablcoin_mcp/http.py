@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -17,6 +20,59 @@ from heablcoin_mcp.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Host header is a name or address and an optional port: nothing else may ride along.
+_HOST_HEADER = re.compile(r"^(?P<name>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def _error(code: str, message: str, hint: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "hint": hint, "retryable": False}},
+                        status_code=status, headers=headers)
+
+
+def host_name(value: str) -> str | None:
+    """The name in a Host header, lower-cased, or None when the header is not exactly name[:port]."""
+    match = _HOST_HEADER.match(value)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        return None
+    return match["name"].lower().rstrip(".")
+
+
+def origin_name(value: str) -> str | None:
+    """The host name of an Origin header (scheme://host[:port], nothing more), or None."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
+        return None
+    if port is not None and not 0 < port < 65536:
+        return None
+    return host_name(parts.netloc)
+
+
+class HostGuard:
+    """DNS-rebinding protection by exact comparison: the Host header (421 otherwise) and any Origin
+    header (403 otherwise) must name one of the allowed hosts, on any port. The SDK's own check
+    matches prefixes (``127.0.0.1:*`` admits ``127.0.0.1:1@evil.com``), so this runs in front of it."""
+
+    def __init__(self, app: ASGIApp, names: list[str]) -> None:
+        self.app = app
+        self.names = {n.lower() for n in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k: v.decode("latin-1") for k, v in scope["headers"]}
+            if host_name(headers.get(b"host", "")) not in self.names:
+                await _error("misdirected", "this server does not answer for that Host",
+                             "Use http://127.0.0.1 or a name in HEABLCOIN_ALLOWED_HOSTS.", 421)(scope, receive, send)
+                return
+            if b"origin" in headers and origin_name(headers[b"origin"]) not in self.names:
+                await _error("forbidden_origin", "requests from that Origin are refused",
+                             "Add the page's host name to HEABLCOIN_ALLOWED_HOSTS.", 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BearerAuth:
@@ -30,13 +86,9 @@ class BearerAuth:
         if scope["type"] == "http":
             got = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(got, self.expected):
-                response = JSONResponse(
-                    {"error": {"code": "unauthorized", "message": "missing or wrong bearer token",
-                               "hint": "Send Authorization: Bearer <HEABLCOIN_AUTH_TOKEN>.", "retryable": False}},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
+                await _error("unauthorized", "missing or wrong bearer token",
+                             "Send Authorization: Bearer <HEABLCOIN_AUTH_TOKEN>.", 401,
+                             {"WWW-Authenticate": "Bearer"})(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -55,12 +107,18 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS-rebinding protection stays on, allowing loopback names, the configured host and
-    HEABLCOIN_ALLOWED_HOSTS (the public names clients use when binding 0.0.0.0)."""
+def allowed_names(settings: Settings) -> list[str]:
+    """Loopback names, the configured host and HEABLCOIN_ALLOWED_HOSTS (the public names clients use
+    when binding 0.0.0.0)."""
     names = list(_LOOPBACK_NAMES) + list(settings.allowed_hosts)
     if settings.host not in names and settings.host not in ("0.0.0.0", "::"):
         names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
+    return names
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """The SDK's DNS-rebinding protection stays on too (it also checks the POST content type)."""
+    names = allowed_names(settings)
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[h for name in names for h in (name, f"{name}:*")],
@@ -76,9 +134,10 @@ def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
         inner = server.sse_app(transport_security=security)
     else:
         inner = server.streamable_http_app(transport_security=security)
+    guarded: ASGIApp = HostGuard(inner, allowed_names(settings))
     if settings.auth_token is None:
-        return inner
-    return BearerAuth(inner, settings.auth_token.get_secret_value())
+        return guarded
+    return BearerAuth(guarded, settings.auth_token.get_secret_value())
 
 
 def serve_http(server: MCPServer[Any], settings: Settings) -> None:
@@ -87,4 +146,49 @@ def serve_http(server: MCPServer[Any], settings: Settings) -> None:
     app = build_http_app(server, settings)
     log.info("serving %s on http://%s:%d%s", settings.transport, settings.host, settings.port,
              " (bearer token required)" if settings.auth_token else "")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                http=bounded_headers_protocol(settings.http_header_timeout))
+
+
+def bounded_headers_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a deadline for each request's head: a connection that has not sent
+    complete headers ``timeout`` seconds after it opened (or after its last response) is closed, so
+    half-open connections cannot pile up (uvicorn itself only times out idle keep-alive ones)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class BoundedHeaders(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's head arrived complete
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return BoundedHeaders
