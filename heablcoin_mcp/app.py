@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -24,6 +25,7 @@ from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.models import MarketData
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.monitor.health import HealthMonitor
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
 from heablcoin_mcp.core.storage import Database
@@ -62,6 +64,7 @@ class App:
         self.settings = settings
         self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
+        self.redactor = Redactor(self.environ, values=secret_settings(settings))
         self.db = Database(settings.db_path, synchronous=settings.db_synchronous)
         self.market = MarketService(
             market_source or build_market_source(settings, self.clock),
@@ -81,12 +84,13 @@ class App:
         )
         self.accounts = AccountService(
             self.db, self.clock, self.environ, default_exchange=settings.exchange,
-            quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance,
+            quote_asset=settings.quote_asset, initial_balance=settings.paper_initial_balance, redactor=self.redactor,
         )
         self.consents = Consents(self.db, self.clock)
         self.risk = RiskEngine(self.db, risk_limits(settings), self.clock, self.consents)
         self.brokers = LiveBrokers(
-            self.environ, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base
+            self.environ, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base,
+            redactor=self.redactor,
         )
         self.portfolio = PortfolioService(
             self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance
@@ -107,8 +111,9 @@ class App:
         self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
         self.endpoints = EndpointStore(self.db, self.clock, self.consents, EndpointPolicy(
             key_patterns=settings.ai_key_env_patterns, allow_private=settings.ai_allow_private,
-            other_secrets=self.accounts.key_variables))
-        self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline)
+            other_secrets=self.accounts.key_variables), self.redactor)
+        self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline,
+                             redactor=self.redactor)
         self.queue = TaskQueue(self.db, self.clock, QueuePolicy(lease_seconds=settings.task_lease_seconds,
                                                                 aging_seconds=settings.task_aging_seconds))
         self.webhooks = Webhooks(
@@ -152,6 +157,7 @@ class App:
     def _start(self) -> None:
         applied = self.db.migrate()
         self.accounts.ensure_default()
+        self.redactor.watch(*self.accounts.key_variables(), *(e.api_key_env for e in self.endpoints.all()))
         for declared in self.settings.ai_endpoints:  # endpoints declared in settings win over stored ones
             self.endpoints.add(ApiEndpoint.model_validate(declared), source="settings", replace=True)
         self._started_at = self.clock.monotonic()
@@ -217,6 +223,16 @@ def build_market_source(settings: Settings, clock: Clock) -> MarketData:
         proxies=proxies(settings),
         timeout_seconds=settings.exchange_timeout,
     )
+
+
+def secret_settings(settings: Settings) -> list[str]:
+    """Secret values the settings hold (they may come from a .env file, not the environment)."""
+    values = [s.get_secret_value() for s in (settings.auth_token, settings.webhook_secret) if s is not None]
+    for proxy in (settings.http_proxy, settings.https_proxy, settings.socks_proxy):
+        password = urlsplit(proxy).password if proxy else None
+        if password:
+            values.append(password)
+    return values
 
 
 def proxies(settings: Settings) -> Proxies:

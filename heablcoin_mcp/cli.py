@@ -7,11 +7,14 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings, load_settings
 from heablcoin_mcp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from heablcoin_mcp.app import App
 
 log = logging.getLogger("heablcoin_mcp")
 
@@ -64,13 +67,22 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+def build_app(settings: Settings) -> App:
+    """The App for this process, with every log record scrubbed of its secrets."""
+    from heablcoin_mcp.app import App
+    from heablcoin_mcp.core.redact import redact_logs
+
+    app = App(settings, environ=os.environ)
+    redact_logs(app.redactor)
+    return app
+
+
 def serve(settings: Settings) -> int:
     import anyio
 
-    from heablcoin_mcp.app import App
     from heablcoin_mcp.server import build_server
 
-    app = App(settings, environ=os.environ)
+    app = build_app(settings)
     server = build_server(app)
     try:
         if settings.transport == "stdio":
@@ -103,10 +115,8 @@ def trading_state(settings: Settings, state: str, reason: str) -> int:
     """The user at a terminal is the user: this may leave HALTED without a further confirmation."""
     import anyio
 
-    from heablcoin_mcp.app import App
-
     async def apply() -> str:
-        async with App(settings, environ=os.environ) as app:
+        async with build_app(settings) as app:
             view, cancelled = await app.orders.set_trading_state(state, reason, confirmed=True)  # type: ignore[arg-type]
             return f"trading {view.state} ({view.reason}); {len(cancelled)} open order(s) cancelled\n"
 
@@ -118,14 +128,12 @@ def worker(settings: Settings) -> int:
     """The task worker alone: several processes may share one database."""
     import anyio
 
-    from heablcoin_mcp.app import App
-
     if settings.worker_concurrency < 1:
         sys.stderr.write("heablcoin-mcp: HEABLCOIN_WORKER_CONCURRENCY is 0; nothing to run\n")
         return 2
 
     async def run() -> None:
-        async with App(settings, environ=os.environ) as app:
+        async with build_app(settings) as app:
             log.info("worker %s running %d slot(s)", app.worker.worker_id, settings.worker_concurrency)
             await app.run_background(matcher=False)
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from heablcoin_mcp.errors import ConfigError
 
 ENV_PREFIX = "HEABLCOIN_"
+# The shape of an environment variable's NAME (tools take names of variables that hold keys, never keys).
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 DEFAULT_HOME = "~/.heablcoin"
 
 # The toolsets this build provides; server.py maps each name to its register() function.
@@ -181,6 +184,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         return Settings(_env_file=env_files(environ), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise config_error(exc) from None
+    except SettingsError as exc:  # a value that is not even JSON; its text may hold a secret, so not shown
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"{ENV_PREFIX}{field[1].upper()}" if field else "a setting"
+        raise ConfigError(f"invalid configuration: {name} is not valid JSON (value not shown)",
+                          hint="Fix it in the environment or .env; `heablcoin-mcp doctor` shows every setting."
+                          ) from None
 
 
 def config_error(exc: ValidationError) -> ConfigError:
@@ -197,6 +206,7 @@ def config_error(exc: ValidationError) -> ConfigError:
 
 
 def _shown(field: str, value: Any) -> str:
-    if field in ("auth_token", "webhook_secret") or "proxy" in field:
+    # ai_endpoints: a key pasted into the wrong field of the JSON must not be printed back.
+    if field in ("auth_token", "webhook_secret", "ai_endpoints") or "proxy" in field:
         return "<hidden>"
     return repr(value)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
 from mcp import MCPError
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, InputRequiredResult
+from pydantic import AnyUrl
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.tools import _envelope, accounts, ai, analysis, market, risk, system, tasks, trading
 
 INSTRUCTIONS = """\
@@ -35,7 +39,12 @@ TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
 
 
 class HeablServer(MCPServer[App]):
-    """MCPServer whose every tool call goes through the one envelope (tools/_envelope.py)."""
+    """MCPServer whose every tool call goes through the one envelope (tools/_envelope.py), and whose
+    every result and resource is scrubbed of configured secrets on the way out."""
+
+    def __init__(self, *args: Any, redactor: Redactor, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redactor = redactor
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[App, Any] | None = None
@@ -45,8 +54,17 @@ class HeablServer(MCPServer[App]):
         except MCPError:
             raise
         except Exception as exc:
-            return _envelope.error_result(_envelope.translate(name, exc))
-        return _envelope.as_tool_result(name, outcome)
+            outcome = _envelope.error_result(_envelope.translate(name, exc))
+        return _envelope.scrubbed(_envelope.as_tool_result(name, outcome), self.redactor)
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[App, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        contents = await super().read_resource(uri, context)
+        if isinstance(contents, InputRequiredResult):
+            return contents
+        return [replace(c, content=self.redactor.scrub(c.content)) if isinstance(c.content, str) else c
+                for c in contents]
 
 
 def build_server(app: App) -> HeablServer:
@@ -59,6 +77,7 @@ def build_server(app: App) -> HeablServer:
 
     server = HeablServer(
         "heablcoin-mcp",
+        redactor=app.redactor,
         title="Heablcoin crypto trading assistant",
         instructions=INSTRUCTIONS,
         version=__version__,

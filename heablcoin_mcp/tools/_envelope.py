@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.errors import HeablError, Internal, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -89,3 +90,13 @@ def as_tool_result(tool: str, outcome: Any) -> Any:
     if isinstance(outcome, CallToolResult) and not outcome.is_error:
         return shape_success(tool, outcome)
     return outcome
+
+
+def scrubbed(outcome: Any, redactor: Redactor) -> Any:
+    """The result with every configured secret replaced, in the text and the structured content."""
+    if not isinstance(outcome, CallToolResult):
+        return outcome
+    content = [c.model_copy(update={"text": redactor.scrub(c.text)}) if isinstance(c, TextContent) else c
+               for c in outcome.content]
+    return outcome.model_copy(update={"content": content,
+                                      "structured_content": redactor.scrub_data(outcome.structured_content)})

@@ -28,6 +28,7 @@ class Behaviour:
     stall: float = 0.0
     malformed: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    echo_key: bool = False  # put the credential the request carried into the answer or the error message
 
 
 @dataclass
@@ -76,6 +77,9 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 behaviour = fake._next()
+                if behaviour.echo_key:
+                    key = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    behaviour.text = f"{behaviour.text} (your key {key} was noted)"
                 time.sleep(behaviour.stall)
                 if behaviour.malformed:
                     self.send(200, "{not json", JSON)
@@ -83,8 +87,8 @@ class FakeLLM:
                     headers = dict(behaviour.headers)
                     if behaviour.retry_after is not None:
                         headers["Retry-After"] = f"{behaviour.retry_after:g}"
-                    self.send(behaviour.status, json.dumps({"error": {"message": f"fake {behaviour.status}"}}),
-                              JSON | headers)
+                    message = behaviour.text if behaviour.echo_key else f"fake {behaviour.status}"
+                    self.send(behaviour.status, json.dumps({"error": {"message": message}}), JSON | headers)
                 elif self.path.endswith("/messages"):
                     self.send(200, json.dumps({
                         "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "heablcoin_mcp"
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("config",),
-    ("core.clock", "core.monitor", "core.netguard"),
+    ("core.clock", "core.monitor", "core.netguard", "core.redact"),
     ("core.storage",),
     ("core.market", "core.llm"),
     ("core.analysis",),

@@ -21,15 +21,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from heablcoin_mcp.config import ENV_VAR_NAME
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.netguard import check_target
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput, NotFound
 
 Provider = Literal["openai", "anthropic"]
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,47}$")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 FIELDS = ("provider", "base_url", "model", "api_key_env", "priority", "weight", "max_requests_per_minute",
           "max_tokens_per_minute", "timeout", "enabled")
 
@@ -56,7 +57,7 @@ class ApiEndpoint(BaseModel):
             raise InvalidInput(f"base_url {self.base_url!r} must be an http(s) URL such as https://api.openai.com/v1")
         if parts.username or parts.password:
             raise InvalidInput("base_url must not contain credentials", hint="Put the key in api_key_env's variable.")
-        if not ENV_NAME.match(self.api_key_env):
+        if not ENV_VAR_NAME.match(self.api_key_env):
             raise InvalidInput("api_key_env must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
                                "never the key itself")
         if not self.model.strip() or len(self.model) > 128:
@@ -108,11 +109,12 @@ def pointing(name: str, base_url: str, api_key_env: str) -> str:
 
 class EndpointStore:
     def __init__(self, db: Database, clock: Clock, consents: Consents,
-                 policy: EndpointPolicy | None = None) -> None:
+                 policy: EndpointPolicy | None = None, redactor: Redactor | None = None) -> None:
         self.db = db
         self.clock = clock
         self.consents = consents
         self.policy = policy or EndpointPolicy()
+        self.redactor = redactor
         self.version = 0  # bumped on every change, so the manager sees edits at once
 
     def add(self, endpoint: ApiEndpoint, *, source: str = "tool", replace: bool = False,
@@ -124,6 +126,8 @@ class EndpointStore:
         """
         endpoint = endpoint.checked()
         self.policy.check(endpoint)
+        if self.redactor is not None:
+            self.redactor.watch(endpoint.api_key_env)
         now = self.clock.now()
         values = [getattr(endpoint, f) for f in FIELDS]
         with self.db.write() as conn:
@@ -157,6 +161,8 @@ class EndpointStore:
         repointed = (updated.base_url, updated.api_key_env) != (current.base_url, current.api_key_env)
         if repointed:
             self.policy.check(updated)
+            if self.redactor is not None:
+                self.redactor.watch(updated.api_key_env)
         with self.db.write() as conn:
             if repointed:
                 self._spend(conn, consent, updated)

@@ -28,8 +28,9 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
 from heablcoin_mcp.core.llm.health import EndpointHealth, HealthPolicy, TokenBucket
-from heablcoin_mcp.core.llm.providers import CallFailed, Usage, complete
+from heablcoin_mcp.core.llm.providers import MAX_ERROR_CHARS, CallFailed, Usage, complete
 from heablcoin_mcp.core.monitor.health import ComponentHealth
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,10 @@ class _Counters:
 
 class ApiManager:
     def __init__(self, store: EndpointStore, clock: Clock, environ: Mapping[str, str], *,
-                 policy: HealthPolicy | None = None, deadline: float = 60.0,
+                 policy: HealthPolicy | None = None, deadline: float = 60.0, redactor: Redactor | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = anyio.sleep, rng: random.Random | None = None) -> None:
         self.store, self.clock, self.environ = store, clock, environ
+        self.redactor = redactor or Redactor(environ)  # providers may echo a key back: never pass it on
         self.policy = policy or HealthPolicy()
         self.deadline = deadline
         self.sleep = sleep
@@ -250,6 +252,7 @@ class ApiManager:
             reply = await complete(self._http(), endpoint, self.environ[endpoint.api_key_env], messages, system,
                                    max_tokens, temperature)
         except CallFailed as failure:
+            failure.reason = self.redactor.scrub(failure.reason)[:MAX_ERROR_CHARS]
             latency = self.clock.monotonic() - began
             counters.failures[failure.kind] += 1
             counters.last_error = f"{failure.kind}: {failure.reason}"
@@ -273,8 +276,9 @@ class ApiManager:
         counters.latencies.append(latency)
         counters.tokens_used += reply.usage.total_tokens
         counters.last_success_at = self.clock.now()
-        return AiReply(text=reply.text, model=reply.model, usage=reply.usage, endpoint=endpoint.name,
-                       provider=endpoint.provider, latency_ms=round(latency * 1000, 2), strategy="", attempts=[])
+        return AiReply(text=self.redactor.scrub(reply.text), model=reply.model, usage=reply.usage,
+                       endpoint=endpoint.name, provider=endpoint.provider, latency_ms=round(latency * 1000, 2),
+                       strategy="", attempts=[])
 
     @staticmethod
     def _reconcile(health: EndpointHealth, headers: dict[str, str]) -> None:

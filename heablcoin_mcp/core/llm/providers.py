@@ -20,6 +20,9 @@ FaultKind = Literal["server_error", "rate_limited", "timeout", "connection", "au
 ENDPOINT_FAULTS = {"server_error", "rate_limited", "timeout", "connection", "auth", "bad_response"}
 ANTHROPIC_VERSION = "2023-06-01"
 MAX_ERROR_CHARS = 200
+# Read this much of a provider's error message: the manager scrubs secrets from it, then cuts it to
+# MAX_ERROR_CHARS (cutting first could leave the front half of an echoed key behind).
+READ_ERROR_CHARS = 4000
 
 
 class Usage(BaseModel):
@@ -37,7 +40,7 @@ class Reply:
 
 
 class CallFailed(Exception):
-    """One endpoint call failed. Internal to the cloud package: the manager turns these into HeablErrors."""
+    """One endpoint call failed. Internal to the llm package: the manager turns these into HeablErrors."""
 
     def __init__(self, kind: FaultKind, reason: str, *, status: int | None = None, retry_after: float | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -107,13 +110,13 @@ def _http_failure(response: httpx.Response, rate_headers: dict[str, str]) -> Cal
 
 
 def _error_text(response: httpx.Response) -> str:
-    """The provider's own error message, short; providers do not echo keys in these."""
+    """The provider's own error message. Some echo the key: the manager scrubs it before anyone sees it."""
     try:
         payload = response.json()
         message = (payload.get("error") or {}).get("message") if isinstance(payload, dict) else None
     except (json.JSONDecodeError, AttributeError):
         message = None
-    return f": {str(message)[:MAX_ERROR_CHARS]}" if message else ""
+    return f": {str(message)[:READ_ERROR_CHARS]}" if message else ""
 
 
 def _parse(endpoint: ApiEndpoint, data: dict[str, Any], headers: dict[str, str]) -> Reply:

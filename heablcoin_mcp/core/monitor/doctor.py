@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
-from heablcoin_mcp.config import ENV_PREFIX, Settings
+from heablcoin_mcp.config import ENV_PREFIX, ENV_VAR_NAME, Settings
 from heablcoin_mcp.errors import ConfigError
 
 Level = Literal["required", "recommended", "optional"]
@@ -155,8 +155,13 @@ def _check_auth_token(settings: Settings) -> ConfigCheck:
 
 def _check_ai_endpoints(settings: Settings, environ: Mapping[str, str]) -> ConfigCheck:
     declared = settings.ai_endpoints
+    names = ", ".join(str(e.get("name"))[:48] for e in declared) or None
+    pasted = [str(e.get("name"))[:48] for e in declared if not ENV_VAR_NAME.match(str(e.get("api_key_env")))]
+    if pasted:  # never print it: it may be the key itself
+        return _check(settings, "ai_endpoints", "optional", names,
+                      f"api_key_env of {', '.join(pasted)} is not a variable NAME (value hidden: it may be the key)",
+                      "error")
     missing = sorted({str(e.get("api_key_env")) for e in declared if not environ.get(str(e.get("api_key_env")))})
-    names = ", ".join(str(e.get("name")) for e in declared) or None
     if missing:
         return _check(settings, "ai_endpoints", "optional", names,
                       f"key variable(s) not set: {', '.join(missing)}", "warn")

@@ -10,14 +10,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from heablcoin_mcp.config import ENV_VAR_NAME
 from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 DEFAULT_ACCOUNT = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 Mode = Literal["paper", "live"]
 
 
@@ -35,8 +36,9 @@ class Account(BaseModel):
 
 class AccountService:
     def __init__(self, db: Database, clock: Clock, environ: Mapping[str, str], *, default_exchange: str,
-                 quote_asset: str, initial_balance: Decimal) -> None:
+                 quote_asset: str, initial_balance: Decimal, redactor: Redactor | None = None) -> None:
         self.db = db
+        self.redactor = redactor
         self.clock = clock
         self.environ = environ
         self.default_exchange = default_exchange
@@ -60,12 +62,14 @@ class AccountService:
             raise InvalidInput(f"weight must be in (0, 1000], got {weight}")
         envs = {"api_key_env": api_key_env, "secret_env": secret_env, "password_env": password_env}
         for field, value in envs.items():
-            if value is not None and not ENV_NAME_PATTERN.match(value):
+            if value is not None and not ENV_VAR_NAME.match(value):
                 raise InvalidInput(f"{field} must be the NAME of an environment variable (e.g. BINANCE_API_KEY), "
                                    "never the key itself", hint="Put the key in the server's environment or .env.")
         if mode == "live" and not (api_key_env and secret_env):
             raise InvalidInput("a live account needs api_key_env and secret_env (the variable names)")
         exchange = exchange.strip().lower()
+        if self.redactor is not None:
+            self.redactor.watch(api_key_env, secret_env, password_env)
         with self.db.write() as conn:
             try:
                 self._insert(conn, name, mode, exchange, api_key_env, secret_env, password_env, weight, group)

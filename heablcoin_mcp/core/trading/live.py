@@ -16,6 +16,7 @@ from typing import Any
 from heablcoin_mcp.core.books.ledger import Holding
 from heablcoin_mcp.core.books.money import ZERO, dec
 from heablcoin_mcp.core.market.ccxt_source import Proxies, rebase_urls, translate_ccxt_error
+from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.trading.accounts import Account
 from heablcoin_mcp.errors import ConfigError, ExchangeRejected, HeablError, OutcomeUnknown
 
@@ -43,9 +44,11 @@ class LiveOrder:
 
 class LiveBroker:
     def __init__(self, account: Account, environ: Mapping[str, str], *, timeout_seconds: float = 10.0,
-                 proxies: Proxies | None = None, api_base: str | None = None) -> None:
+                 proxies: Proxies | None = None, api_base: str | None = None,
+                 redactor: Redactor | None = None) -> None:
         self.account = account
         self.environ = environ
+        self.redactor = redactor or Redactor(environ)
         self.timeout_seconds = timeout_seconds
         self.proxies = proxies or Proxies()
         self.api_base = api_base
@@ -107,7 +110,8 @@ class LiveBroker:
         except ccxt.BaseError as exc:
             mapped = translate_ccxt_error(exc, self.account.exchange, "create order")
             if isinstance(mapped, ExchangeRejected):
-                raise ExchangeRejected(f"{self.account.exchange} refused the order: {str(exc)[:300]}",
+                said = self.redactor.scrub(str(exc))[:300]
+                raise ExchangeRejected(f"{self.account.exchange} refused the order: {said}",
                                        hint="Nothing was executed. Fix the order (size, price, balance).") from exc
             raise mapped from exc
         return _parse(raw)
@@ -159,14 +163,16 @@ class LiveBrokers:
     """One broker (one ccxt client) per live account, closed on shutdown."""
 
     def __init__(self, environ: Mapping[str, str], *, timeout_seconds: float, proxies: Proxies,
-                 api_base: str | None = None) -> None:
+                 api_base: str | None = None, redactor: Redactor | None = None) -> None:
         self.environ, self.timeout_seconds, self.proxies, self.api_base = environ, timeout_seconds, proxies, api_base
+        self.redactor = redactor or Redactor(environ)
         self._brokers: dict[str, LiveBroker] = {}
 
     def get(self, account: Account) -> LiveBroker:
         if account.name not in self._brokers:
             self._brokers[account.name] = LiveBroker(account, self.environ, timeout_seconds=self.timeout_seconds,
-                                                     proxies=self.proxies, api_base=self.api_base)
+                                                     proxies=self.proxies, api_base=self.api_base,
+                                                     redactor=self.redactor)
         return self._brokers[account.name]
 
     async def close(self) -> None:
