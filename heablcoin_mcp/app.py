@@ -65,7 +65,8 @@ class App:
         self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
         self.redactor = Redactor(self.environ, values=secret_settings(settings))
-        self.db = Database(settings.db_path, synchronous=settings.db_synchronous)
+        self.db = Database(settings.db_path, synchronous=settings.db_synchronous,
+                           busy_timeout_ms=int(settings.db_busy_timeout * 1000))
         self.market = MarketService(
             market_source or build_market_source(settings, self.clock),
             TTLCache(self.clock, max_bytes=settings.market_cache_mb * 1024 * 1024),

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSET_NAMES
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    db_busy_timeout: float = Field(10.0, gt=0, le=600, description="seconds a write waits for another process's lock")
     db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     http_proxy: str | None = None
     https_proxy: str | None = None

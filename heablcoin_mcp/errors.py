@@ -11,6 +11,7 @@
     │   ├── ExchangeRejected        the exchange answered no (not retryable as is)
     │   ├── ProviderUnavailable
     │   └── RateLimited             carries retry_after seconds
+    ├── Busy                        the database is locked by another process for too long; retry soon
     ├── OutcomeUnknown              a write was sent but its answer was lost: reconcile, never resend
     └── Internal                    our bug; details go to the log, never to the caller
 
@@ -100,6 +101,11 @@ class RateLimited(UpstreamError):
         self.retry_after = retry_after
         if retry_after is not None:
             self.details.setdefault("retry_after_seconds", round(retry_after, 3))
+
+
+class Busy(HeablError):
+    code = "busy"
+    retryable = True
 
 
 class OutcomeUnknown(HeablError):

@@ -20,6 +20,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from heablcoin_mcp.core.redact import Redactor
+from heablcoin_mcp.core.storage.database import busy, is_lock_contention
 from heablcoin_mcp.errors import HeablError, Internal, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def translate(tool: str, exc: Exception) -> HeablError:
         return cause
     if isinstance(cause, ValidationError):
         return invalid_arguments(tool, cause)
+    if is_lock_contention(cause):
+        return busy(cause)  # type: ignore[arg-type]
     if isinstance(exc, ToolError) and str(exc).startswith("Unknown tool"):
         return NotFound(f"unknown tool {tool!r}", hint="Call tools/list to see the available tools.")
     log.error("tool %r crashed", tool, exc_info=cause)

@@ -17,6 +17,7 @@ from typing import Literal
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth, DatabaseInfo
 from heablcoin_mcp.core.storage.migrations import MIGRATIONS, Migration
+from heablcoin_mcp.errors import Busy
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,41 @@ BUSY_TIMEOUT_MS = 10_000
 CACHE_SIZE_KIB = 16 * 1024
 
 
+def is_lock_contention(exc: BaseException) -> bool:
+    """SQLite's answer when another connection held the write lock past busy_timeout."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def busy(exc: sqlite3.OperationalError) -> Busy:
+    return Busy("the database is busy: another process holds its write lock; nothing was changed",
+                hint="Retry in a few seconds. If it persists, look for a process holding heablcoin.db open.")
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Run a write transaction with BEGIN IMMEDIATE; commit on success, roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
+    """Run a write transaction with BEGIN IMMEDIATE; commit on success, roll back on any error.
+
+    Raises:
+        Busy: another connection held the write lock past busy_timeout (contention, not a bug).
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if is_lock_contention(exc):
+            raise busy(exc) from exc
+        raise
     try:
         yield conn
     except BaseException:
         conn.rollback()
         raise
-    conn.commit()
+    try:
+        conn.commit()
+    except sqlite3.OperationalError as exc:
+        conn.rollback()
+        if is_lock_contention(exc):
+            raise busy(exc) from exc
+        raise
 
 
 class Database:
@@ -44,9 +70,11 @@ class Database:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         migrations: Sequence[Migration] = MIGRATIONS,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
         self.migrations = tuple(migrations)
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
@@ -56,10 +84,10 @@ class Database:
         """A new connection with the house pragmas; the caller owns it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN ourselves, so reads never sit in an implicit transaction.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")

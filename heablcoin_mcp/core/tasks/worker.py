@@ -22,9 +22,10 @@ from heablcoin_mcp.core.tasks.handlers import HandlerRegistry, Later, TaskContex
 from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
-from heablcoin_mcp.errors import HeablError
+from heablcoin_mcp.errors import Busy, HeablError
 
 log = logging.getLogger(__name__)
+RECORD_ATTEMPTS = 6
 
 
 class Worker:
@@ -58,7 +59,12 @@ class Worker:
 
     async def _slot(self, slot: int) -> None:
         while True:
-            if not await self.run_one(f"{self.worker_id}/{slot}"):
+            try:
+                ran = await self.run_one(f"{self.worker_id}/{slot}")
+            except Exception:  # a busy database or a bug in one claim must not stop the slot
+                log.exception("task slot %d: claim failed; trying again", slot)
+                ran = False
+            if not ran:
                 await self.sleep(self.poll_interval)
 
     async def _maintain(self) -> None:
@@ -112,16 +118,32 @@ class Worker:
         if lost:
             return  # reaped or cancelled meanwhile: the queue's record wins
         if error is not None:
-            self.queue.fail(task.id, worker_id, error, timed_out=timed_out)
+            await self._record(self.queue.fail, task.id, worker_id, error, timed_out=timed_out)
         elif isinstance(outcome, Later):
-            self.queue.reschedule(task.id, worker_id, outcome.after_seconds, outcome.note)
+            await self._record(self.queue.reschedule, task.id, worker_id, outcome.after_seconds, outcome.note)
         else:
-            self.queue.complete(task.id, worker_id, outcome)
+            await self._record(self.queue.complete, task.id, worker_id, outcome)
+
+    async def _record(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Record an outcome, waiting out a busy database for a while; if it stays busy the lease
+        lapses and the task runs again (at-least-once), which beats losing the worker."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                write(*args, **kwargs)
+                return
+            except Busy:
+                log.warning("database busy while recording a task outcome (attempt %d)", attempt + 1)
+                await self.sleep(self.poll_interval * 2 ** attempt)
 
     async def _renew(self, task_id: str, worker_id: str, lost: anyio.Event, scope: anyio.CancelScope) -> None:
         while True:
             await anyio.sleep(self.queue.policy.lease_seconds / 3)
-            if not self.queue.renew(task_id, worker_id):
+            try:
+                renewed = self.queue.renew(task_id, worker_id)
+            except Busy:  # try again at the next third of the lease
+                log.warning("database busy while renewing the lease of %s", task_id)
+                continue
+            if not renewed:
                 lost.set()
                 scope.cancel()
                 return
