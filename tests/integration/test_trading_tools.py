@@ -13,6 +13,8 @@ from mcp.types import ElicitResult
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.books import journal
+from heablcoin_mcp.core.books.models import OrderRequest
+from heablcoin_mcp.errors import ExchangeUnavailable
 from heablcoin_mcp.server import build_server
 from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
@@ -356,3 +358,41 @@ async def test_the_model_cannot_answer_for_the_user(app: App) -> None:
     assert ok_halt["state"]["state"] == "HALTED" and resumed["code"] == "confirmation_required"
     for name in ("place_order", "set_risk_limits", "set_trading_state", "distribute_order"):
         assert "answer" not in tools[name].input_schema.get("properties", {})
+
+
+async def test_an_order_a_dead_process_left_new_is_settled_and_journaled(app: App, clock: ManualClock) -> None:
+    async with Client(build_server(app)) as client:
+        token = data(await client.call_tool("place_order", BUY_ONE))["confirmation_token"]
+        with app.db.write() as conn:  # what a process killed right after journaling the intent leaves behind
+            conn.execute("INSERT INTO orders (id, account, client_order_id, symbol, side, type, amount, status, "
+                         "checked_until, created_at, updated_at) VALUES ('ord_dead', 'default', 'hb-dead', "
+                         "'BTC/USDT', 'buy', 'market', '1', 'new', 0, ?, ?)", (clock.now(), clock.now()))
+        await app.matcher.match_open_orders()
+        assert app.records.order("ord_dead").status == "new"  # it may still be in flight
+        clock.advance(121)
+        await app.matcher.match_open_orders()
+        settled = app.records.order("ord_dead")
+        confirmed = await client.call_tool("confirm_order", {"token": token})
+    assert settled.status == "failed" and "nothing was filled" in (settled.reason or "")
+    assert "failed" in events(app)
+    assert error(confirmed)["code"] == "invalid_input"  # that token expired meanwhile: the user is asked again
+
+
+async def test_a_failure_after_the_intent_marks_the_order_failed_and_keeps_the_token_spent(
+        app: App, market: ScriptedMarket, clock: ManualClock) -> None:
+    async with Client(build_server(app)) as client:
+        token = data(await client.call_tool("place_order", BUY_ONE))["confirmation_token"]
+        stored = app.db.conn.execute("SELECT request FROM confirmations WHERE token = ?", (token,)).fetchone()[0]
+        priced = await app.orders.pricer.price(OrderRequest.model_validate_json(stored))
+
+        async def gone(symbol: str, depth: int = 20) -> Any:
+            raise ExchangeUnavailable("the book is gone")
+
+        market.order_book = gone  # type: ignore[method-assign]
+        clock.advance(5)  # past the cached book: the fill needs a fresh one, and the exchange is gone
+        with pytest.raises(ExchangeUnavailable):
+            await app.orders.executor.execute(priced, token)
+        again = error(await client.call_tool("confirm_order", {"token": token}))
+    orders = app.records.orders("all")
+    assert [o.status for o in orders] == ["failed"] and "the book is gone" in (orders[0].reason or "")
+    assert "already used" in again["message"]  # the yes was spent on that order; it is not replayed

@@ -21,7 +21,7 @@ from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading import brackets, paper
 from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
 from heablcoin_mcp.core.trading.pricing import BOOK_DEPTH, Priced, fee_of
-from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords
+from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords, spend_token
 from heablcoin_mcp.errors import HeablError, OutcomeUnknown, RiskRejected
 
 
@@ -39,13 +39,15 @@ class Executor:
         self.db, self.clock, self.market, self.brokers, self.records = db, clock, market, brokers, records
         self.slippage_bps = slippage_bps
 
-    async def execute(self, priced: Priced) -> OrderOutcome:
-        """Journal the intent, then fill on paper (market now, limit/stop resting) or send live."""
+    async def execute(self, priced: Priced, token: str) -> OrderOutcome:
+        """Spend the confirmation token and journal the intent in one transaction, then fill on paper
+        (market now, limit/stop resting) or send live."""
         req, market = priced.req, priced.market
         order_id = f"ord_{secrets.token_hex(8)}"
         now = self.clock.now()
         try:
             with self.db.write() as conn:
+                spend_token(conn, token, now)
                 conn.execute(
                     "INSERT INTO orders (id, account, client_order_id, symbol, side, type, amount, quote_amount, price,"
                     " stop_price, reduce_only, status, stop_loss, take_profit, checked_until, created_at, updated_at)"
@@ -84,18 +86,12 @@ class Executor:
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")
         if priced.account.mode == "live":
             return await self._execute_live(order_id, priced)
-        if req.type == "market":
-            book = await self.market.order_book(market.symbol, BOOK_DEPTH)
-            slices = paper.walk_book(
-                book.asks if req.side == "buy" else book.bids,
-                req.side,
-                amount=priced.base_amount,
-                fallback_price=priced.expected,
-                slippage_bps=self.slippage_bps,
-            )
-            self.fill(order_id, slices, "taker", priced.fee_rate)
-        else:
-            await self._rest(order_id, priced)
+        try:
+            await self._execute_paper(order_id, priced)
+        except HeablError as exc:
+            if self.records.order(order_id).status == "new":  # nothing was filled: say so, never leave it `new`
+                self.records.set_status(order_id, "failed", f"not executed: {exc.message}")
+            raise
         order = self.records.order(order_id)
         attached = [self.records.order(c) for c in brackets.attach(self.db, self.clock, order)]
         return OrderOutcome(
@@ -106,6 +102,21 @@ class Executor:
             f"{f' at {order.avg_price}' if order.avg_price else ''} on paper account "
             f"{req.account}",
         )
+
+    async def _execute_paper(self, order_id: str, priced: Priced) -> None:
+        req = priced.req
+        if req.type != "market":
+            await self._rest(order_id, priced)
+            return
+        book = await self.market.order_book(priced.market.symbol, BOOK_DEPTH)
+        slices = paper.walk_book(
+            book.asks if req.side == "buy" else book.bids,
+            req.side,
+            amount=priced.base_amount,
+            fallback_price=priced.expected,
+            slippage_bps=self.slippage_bps,
+        )
+        self.fill(order_id, slices, "taker", priced.fee_rate)
 
     async def _execute_live(self, order_id: str, priced: Priced) -> OrderOutcome:
         req, account = priced.req, priced.account

@@ -21,6 +21,9 @@ from heablcoin_mcp.core.trading.records import OPEN_STATUSES
 from heablcoin_mcp.errors import HeablError
 
 log = logging.getLogger(__name__)
+# An order is `new` only between its journaled intent and the fill or the exchange's answer; one
+# older than this was left by a process that died (exchange calls time out well before it).
+STALE_NEW_SECONDS = 120.0
 
 
 class Matcher:
@@ -36,7 +39,7 @@ class Matcher:
         slippage_bps: Decimal,
     ) -> None:
         self.db, self.clock, self.market, self.brokers, self.accounts = db, clock, market, brokers, accounts
-        self.executor, self.slippage_bps = executor, slippage_bps
+        self.executor, self.slippage_bps, self.records = executor, slippage_bps, executor.records
 
     async def run(self, interval: float) -> None:
         """Match forever, every ``interval`` seconds; one bad tick never stops the loop."""
@@ -53,6 +56,7 @@ class Matcher:
 
         After a restart this catches up from one-minute candles: a limit fills if a candle traded
         through its price, a stop triggers if a candle reached it. Returns the number of paper fills."""
+        self.recover_interrupted()
         rows = self.db.conn.execute(
             f"SELECT o.*, a.mode FROM orders o JOIN accounts a ON a.name = o.account WHERE o.status IN "
             f"{OPEN_STATUSES} ORDER BY o.created_at"
@@ -67,6 +71,23 @@ class Matcher:
             except HeablError as exc:
                 log.warning("order matcher: %s on %s: %s", row["id"], row["symbol"], exc.message)
         return fills
+
+    def recover_interrupted(self) -> int:
+        """Settle orders a dead process left `new` (intent journaled, nothing acted on): a paper one
+        is marked failed — filling it now would execute at a price the user never saw — and a live
+        one `outcome_unknown`, since it may have reached the exchange. Journaled either way."""
+        cutoff = self.clock.now() - STALE_NEW_SECONDS
+        rows = self.db.conn.execute("SELECT o.id, o.client_order_id, a.mode FROM orders o JOIN accounts a ON "
+                                    "a.name = o.account WHERE o.status = 'new' AND o.created_at < ?",
+                                    (cutoff,)).fetchall()
+        for row in rows:
+            if row["mode"] == "live":
+                self.records.set_status(row["id"], "outcome_unknown", "the server stopped while sending it: check "
+                                        f"the exchange for client order id {row['client_order_id']}")
+            else:
+                self.records.set_status(row["id"], "failed", "the server stopped before it was executed; "
+                                        "nothing was filled — place it again if you still want it")
+        return len(rows)
 
     async def _sync_live(self, row: sqlite3.Row) -> None:
         """A live order's truth is on the exchange: fetch it and record what changed."""

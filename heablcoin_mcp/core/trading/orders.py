@@ -32,7 +32,7 @@ from heablcoin_mcp.core.trading.execution import Executor
 from heablcoin_mcp.core.trading.live import LiveBrokers
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
 from heablcoin_mcp.core.trading.pricing import Pricer
-from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords, cancel_row
+from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords, cancel_row, spend_token
 from heablcoin_mcp.errors import HeablError, InvalidInput, NotFound, RiskRejected
 
 log = logging.getLogger(__name__)
@@ -132,32 +132,36 @@ class OrderService:
             f"confirm_order with the token within {int(CONFIRMATION_TTL)} s.",
         )
 
-    def _spend_token(self, token: str, outcome: str = "confirmed") -> sqlite3.Row:
-        """Mark a token used (single use, atomically) and return its row.
+    def _usable_token(self, token: str) -> sqlite3.Row:
+        """A token that may still be spent (an expired one is spent as expired, and journaled).
 
         Raises:
-            NotFound: unknown token. InvalidInput: already used, or expired (then journaled as expired).
+            NotFound: unknown token. InvalidInput: already used, or expired.
         """
         now = self.clock.now()
-        with self.db.write() as conn:
-            row = conn.execute("SELECT * FROM confirmations WHERE token = ?", (token,)).fetchone()
-            if row is None:
-                raise NotFound("unknown confirmation token", hint="Call place_order to get a fresh preview and token.")
-            if row["used_at"] is not None:
-                raise InvalidInput(
-                    f"this confirmation token was already used ({row['outcome']})",
-                    hint="A token confirms one order once; call place_order for another.",
-                )
-            expired = row["expires_at"] <= now
-            conn.execute("UPDATE confirmations SET used_at = ?, outcome = ? WHERE token = ?",
-                         (now, "expired" if expired else outcome, token))
-            if expired:
+        row = self.db.conn.execute("SELECT * FROM confirmations WHERE token = ?", (token,)).fetchone()
+        if row is None:
+            raise NotFound("unknown confirmation token", hint="Call place_order to get a fresh preview and token.")
+        if row["used_at"] is not None:
+            raise InvalidInput(
+                f"this confirmation token was already used ({row['outcome']})",
+                hint="A token confirms one order once; call place_order for another.",
+            )
+        if row["expires_at"] <= now:
+            with self.db.write() as conn:
+                spend_token(conn, token, now, "expired")
                 journal.append(conn, now, "expired", token=token[:8])
-        if expired:
             raise InvalidInput(
                 "the confirmation expired before it was used; nothing was sent",
                 hint="Call place_order again for a fresh preview.",
             )
+        return row
+
+    def _spend_token(self, token: str, outcome: str = "confirmed") -> sqlite3.Row:
+        """Check and spend a token at once (batches, declines) and return its row."""
+        row = self._usable_token(token)
+        with self.db.write() as conn:
+            spend_token(conn, token, self.clock.now(), outcome)
         return row
 
     async def confirm(self, token: str) -> OrderOutcome:
@@ -169,13 +173,14 @@ class OrderService:
         """
         if token.startswith(BATCH_PREFIX):
             raise InvalidInput("this is a distribution token", hint="Use confirm_distribution for it.")
-        req = OrderRequest.model_validate_json(self._spend_token(token)["request"])
+        req = OrderRequest.model_validate_json(self._usable_token(token)["request"])
         existing = self.records.existing(req)
         if existing is not None:
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")
         priced = await self.pricer.price(req)
         if priced.failures:
             with self.db.write() as conn:
+                spend_token(conn, token, self.clock.now(), "rejected")
                 journal.append(
                     conn,
                     self.clock.now(),
@@ -189,7 +194,7 @@ class OrderService:
                 hint="Nothing was sent. Review the failures; a new preview may pass.",
                 details={"codes": [f.code for f in priced.failures]},
             )
-        return await self.executor.execute(priced)
+        return await self.executor.execute(priced, token)
 
     # --- distribution over accounts: one confirmation for the whole batch ------------------------
 

@@ -93,6 +93,20 @@ class OrderRecords:
         return int(self.db.conn.execute(sql, params).fetchone()[0])
 
 
+def spend_token(conn: sqlite3.Connection, token: str, now: float, outcome: str = "confirmed") -> None:
+    """Spend a confirmation token inside the caller's transaction, so the user's yes is used up by
+    exactly the write that acts on it (a crash before that write leaves the token usable).
+
+    Raises:
+        InvalidInput: someone spent it first (a concurrent or replayed confirmation).
+    """
+    spent = conn.execute("UPDATE confirmations SET used_at = ?, outcome = ? WHERE token = ? AND used_at IS NULL",
+                         (now, outcome, token)).rowcount
+    if spent != 1:
+        raise InvalidInput("this confirmation token was already used",
+                           hint="A token confirms one order once; call place_order for another.")
+
+
 def cancel_row(conn: sqlite3.Connection, row: sqlite3.Row, reason: str, now: float) -> None:
     locked = Decimal(row["locked_amount"])
     if locked > 0:
