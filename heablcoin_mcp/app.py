@@ -94,7 +94,8 @@ class App:
             redactor=self.redactor,
         )
         self.portfolio = PortfolioService(
-            self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance
+            self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance,
+            trading_mode=settings.trading_mode,
         )
         self.records = OrderRecords(self.db, self.clock)
         pricer = Pricer(

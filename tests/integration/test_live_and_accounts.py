@@ -213,3 +213,26 @@ def test_the_user_can_resume_trading_from_the_terminal(tmp_path: Path, monkeypat
     assert cli.main(["trading-state", "active"]) == 0
     out = capsys.readouterr().out
     assert "trading HALTED (drill)" in out and "trading ACTIVE" in out
+
+
+async def test_a_live_account_never_breaks_paper_views_nor_a_whole_distribution(tmp_path: Path,
+                                                                               fake: FakeBinance) -> None:
+    app = live_app(tmp_path, fake, mode="paper", environ={})  # a live account whose key variables are not set
+    async with Client(build_server(app)) as client:
+        ok(await client.call_tool("add_account", LIVE))
+        paper = ok(await client.call_tool("get_portfolio", {}))
+        report = ok(await client.call_tool("get_pnl_report", {"period": "all"}))
+        sizing = ok(await client.call_tool("calculate_position_size", {"symbol": "XRP/USDT", "stop_price": 0.5}))
+        refused = error(await client.call_tool("get_portfolio", {"account": "main"}))
+        unreadable = await client.read_resource("heablcoin://portfolio/default")
+        batch = ok(await client.call_tool("distribute_order", {"symbol": "XRP/USDT", "side": "buy", "amount": 50,
+                                                                "strategy": "risk_based",
+                                                                "accounts": ["default", "main"]}))
+    signed = [path for path, query in fake.requests if "signature" in query]
+    assert paper["account"] == "default" and report["account"] == "default" and sizing["quantity"]
+    assert refused["code"] == "invalid_config" and "HEABLCOIN_TRADING_MODE" in refused["message"]
+    assert "default" in str(unreadable)
+    legs = {leg["account"]: leg for leg in batch["legs"]}
+    assert legs["default"]["outcome"]["status"] == "confirmation_required"
+    assert legs["main"]["error"]["code"] == "invalid_config"
+    assert signed == []

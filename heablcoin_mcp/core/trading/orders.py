@@ -201,13 +201,16 @@ class OrderService:
     async def distribute(self, values: dict[str, Any], strategy: str, accounts: list[Account]) -> BatchOutcome:
         """Split an order over accounts and preview every leg; issue one token for the batch."""
         amount = dec(values.get("amount"), "amount")
-        budgets = await self._budgets(accounts, values) if strategy == "risk_based" else None
+        problems: dict[str, HeablError] = {}
+        budgets = await self._budgets(accounts, values, problems) if strategy == "risk_based" else None
         shares = distribution.split(amount, strategy, {a.name: Decimal(str(a.weight)) for a in accounts}, budgets)
         legs: list[BatchLeg] = []
         for account in accounts:
             share = floor_to_step(shares.get(account.name, ZERO), SHARE_STEP)
             leg = BatchLeg(account=account.name, share=text(share))
-            if share <= 0:
+            if account.name in problems:
+                leg.error = problems[account.name].to_dict()
+            elif share <= 0:
                 leg.error = {"code": "invalid_input", "message": "no share for this account"}
             else:
                 try:
@@ -239,12 +242,19 @@ class OrderService:
                             message=f"Not sent. Show the user the {len(tokens)} orders; if they confirm, call "
                                     "confirm_distribution with the token.")
 
-    async def _budgets(self, accounts: list[Account], values: dict[str, Any]) -> dict[str, Decimal]:
+    async def _budgets(self, accounts: list[Account], values: dict[str, Any],
+                       problems: dict[str, HeablError]) -> dict[str, Decimal]:
+        """Each account's free room for this order; an account that cannot be valued gets none, and
+        its reason goes to ``problems`` (one bad account costs its own leg, not the batch)."""
         symbol = (await self.market.market(str(values["symbol"]))).symbol
         limits = self.risk.limits()
         budgets = {}
         for account in accounts:
-            valuation = await self.portfolio.valuation(account.name)
+            try:
+                valuation = await self.portfolio.valuation(account.name)
+            except HeablError as exc:
+                problems[account.name], budgets[account.name] = exc, ZERO
+                continue
             if values.get("side") == "sell":
                 budgets[account.name] = valuation.held.get(symbol.split("/")[0], ledger.Holding(ZERO, ZERO)).free
             else:

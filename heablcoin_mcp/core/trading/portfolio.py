@@ -15,7 +15,7 @@ from heablcoin_mcp.core.market.service import MarketService, iso
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading.accounts import AccountService
 from heablcoin_mcp.core.trading.live import LiveBrokers
-from heablcoin_mcp.errors import HeablError, InvalidInput
+from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput
 
 Period = Literal["day", "week", "month", "all"]
 
@@ -91,8 +91,9 @@ class PnlReport(BaseModel):
 
 class PortfolioService:
     def __init__(self, db: Database, market: MarketService, accounts: AccountService, brokers: LiveBrokers,
-                 quote_asset: str, initial_balance: Decimal) -> None:
+                 quote_asset: str, initial_balance: Decimal, *, trading_mode: str = "paper") -> None:
         self.db = db
+        self.trading_mode = trading_mode
         self.market = market
         self.accounts = accounts
         self.brokers = brokers
@@ -100,9 +101,18 @@ class PortfolioService:
         self.initial_balance = initial_balance
 
     async def holdings(self, account: str) -> dict[str, ledger.Holding]:
-        """Balances: the local ledger for paper accounts, the exchange for live ones."""
+        """Balances: the local ledger for paper accounts, the exchange for live ones.
+
+        Raises:
+            ConfigError: a live account while the server trades on paper (nothing signed is sent then).
+        """
         found = self.accounts.get(account)
         if found.mode == "live":
+            if self.trading_mode != "live":
+                raise ConfigError(
+                    f"account {found.name} is live, and with HEABLCOIN_TRADING_MODE={self.trading_mode} the server "
+                    "sends nothing signed to an exchange, so its balances are not read",
+                    hint="Use a paper account (e.g. default), or the user sets HEABLCOIN_TRADING_MODE=live.")
             return await self.brokers.get(found).balances()
         return ledger.holdings(self.db.conn, found.name)
 
