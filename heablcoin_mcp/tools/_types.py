@@ -18,7 +18,10 @@ def _split_csv(value: Any) -> Any:
     return split_csv(value) if isinstance(value, str) else value
 
 
-NameList = Annotated[list[str], BeforeValidator(_split_csv)]
+# Every list a tool takes is bounded: nothing a model sends may grow a stored row without limit.
+MAX_LIST_ITEMS = 100
+NameList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_LIST_ITEMS),
+                     BeforeValidator(_split_csv)]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 MARKET_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)

@@ -24,10 +24,16 @@ class JournalEntry(BaseModel):
     detail: dict[str, Any]
 
 
+MAX_DETAIL_CHARS = 8_000  # an entry is a record of what happened, never a copy of a large input
+
+
 def append(conn: sqlite3.Connection, ts: float, event: str, *, account: str | None = None,
            order_id: str | None = None, **detail: Any) -> None:
+    text = json.dumps(detail, default=str, sort_keys=True)
+    if len(text) > MAX_DETAIL_CHARS:
+        text = json.dumps({"summary": text[:MAX_DETAIL_CHARS // 2], "truncated_from_chars": len(text)})
     conn.execute("INSERT INTO journal (ts, account, order_id, event, detail) VALUES (?, ?, ?, ?, ?)",
-                 (ts, account, order_id, event, json.dumps(detail, default=str, sort_keys=True)))
+                 (ts, account, order_id, event, text))
 
 
 def recent(db: Database, *, limit: int = 50, account: str | None = None,

@@ -8,6 +8,7 @@ right before anything is sent. Loosening (a higher limit, leaving HALTED) requir
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,6 +25,8 @@ from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 
 STATE_KEY = "trading_state"
+MAX_DENY_PATTERNS = 200
+DENY_PATTERN = re.compile(r"^[A-Z0-9*?/:._\[\]!-]{1,40}$")
 
 
 class TradingStateView(BaseModel):
@@ -109,9 +112,18 @@ class RiskEngine:
                          "in the server's configuration.")
             before = Decimal(getattr(current, name))
             planned.append(LimitChange(name=name, before=text(before), after=text(value), loosens=value > before))
-        for pattern in deny_symbols_add or []:
-            planned.append(LimitChange(name="deny_symbols", before=",".join(current.deny_symbols),
-                                       after=pattern.strip().upper(), loosens=False))
+        patterns = [p.strip().upper() for p in deny_symbols_add or []]
+        bad = [p for p in patterns if not DENY_PATTERN.match(p)]
+        if bad:
+            raise InvalidInput(f"deny pattern {bad[0][:40]!r} is not a symbol pattern",
+                               hint="Use symbols or shell patterns of up to 40 characters, e.g. DOGE/* or *:USDT.")
+        fresh = [p for p in dict.fromkeys(patterns) if p not in current.deny_symbols]
+        if len(current.deny_symbols) + len(fresh) > MAX_DENY_PATTERNS:
+            raise InvalidInput(f"at most {MAX_DENY_PATTERNS} deny patterns; {len(current.deny_symbols)} are in force",
+                               hint="Use wider patterns (e.g. 'DOGE/*') instead of one per market.")
+        for pattern in fresh:
+            planned.append(LimitChange(name="deny_symbols", before=f"{len(current.deny_symbols)} pattern(s)",
+                                       after=pattern, loosens=False))
         return planned
 
     @staticmethod

@@ -8,6 +8,7 @@ of the schedule is still waiting or running. Schedules live in SQLite and surviv
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from heablcoin_mcp.errors import InvalidInput
 
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))
 MIN_EVERY = 10.0
+MAX_EVERY = 366 * 86400.0
 
 
 def parse_cron(expr: str) -> list[set[int]]:
@@ -75,8 +77,8 @@ def parse_schedule(value: object) -> tuple[float | None, str | None]:
     except ValueError:
         parse_cron(text)
         return None, text
-    if every < MIN_EVERY:
-        raise InvalidInput(f"a schedule must repeat every {MIN_EVERY:g} s or more")
+    if not math.isfinite(every) or not MIN_EVERY <= every <= MAX_EVERY:
+        raise InvalidInput(f"a schedule must repeat every {MIN_EVERY:g} to {MAX_EVERY:g} seconds, got {text[:20]}")
     return every, None
 
 

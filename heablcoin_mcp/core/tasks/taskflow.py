@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import InvalidInput
 
 MAX_TAGS = 20
+MAX_PAYLOAD_CHARS = 64_000
+MAX_PARENTS = 100
 MAX_EXPIRY = 90 * 86400.0
 
 
@@ -48,10 +51,16 @@ class TaskService:
             raise InvalidInput(f"expires_in must be between 0 and {MAX_EXPIRY:g} seconds, got {expires_in}")
         if not 0 <= max_retries <= 20:
             raise InvalidInput(f"max_retries must be between 0 and 20, got {max_retries}")
+        stored = model.model_dump(mode="json")
+        if len(json.dumps(stored)) > MAX_PAYLOAD_CHARS:
+            raise InvalidInput(f"payload is over {MAX_PAYLOAD_CHARS} characters of JSON",
+                               hint="Pass references (symbols, task ids), not data; fetch_data fetches candles itself.")
+        if len(depends_on or ()) > MAX_PARENTS:
+            raise InvalidInput(f"a task may depend on at most {MAX_PARENTS} tasks")
         tags = [t.strip() for t in tags or [] if t.strip()]
         if len(tags) > MAX_TAGS or any(len(t) > 40 for t in tags):
             raise InvalidInput(f"at most {MAX_TAGS} tags of up to 40 characters")
-        return TaskSpec(name=name, payload=model.model_dump(mode="json"), priority=parse_priority(priority),
+        return TaskSpec(name=name, payload=stored, priority=parse_priority(priority),
                         tags=tuple(tags), max_retries=max_retries, timeout=timeout,
                         expires_at=self.clock.now() + expires_in if expires_in else None,
                         depends_on=tuple(depends_on or ()),
