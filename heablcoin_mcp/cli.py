@@ -68,12 +68,17 @@ def configure_logging(settings: Settings) -> None:
 
 
 def build_app(settings: Settings) -> App:
-    """The App for this process, with every log record scrubbed of its secrets."""
+    """The App for this process, with every log record scrubbed of its secrets.
+
+    Raises:
+        ConfigError: the database cannot be used (damaged, read-only, from a newer build).
+    """
     from heablcoin_mcp.app import App
     from heablcoin_mcp.core.redact import redact_logs
 
     app = App(settings, environ=os.environ)
     redact_logs(app.redactor)
+    app.db.verify()  # one clear line now, not a traceback from inside the transport later
     return app
 
 
@@ -100,7 +105,7 @@ def serve(settings: Settings) -> int:
 
 
 def doctor() -> int:
-    from heablcoin_mcp.core.monitor.doctor import diagnose, render, report_for_error
+    from heablcoin_mcp.doctor import diagnose, render, report_for_error
 
     report: Any
     try:

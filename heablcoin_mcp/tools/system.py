@@ -8,8 +8,8 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from heablcoin_mcp.app import App
-from heablcoin_mcp.core.monitor.doctor import ConfigReport, diagnose
 from heablcoin_mcp.core.monitor.health import SystemHealth
+from heablcoin_mcp.doctor import ConfigReport, diagnose
 from heablcoin_mcp.tools._types import READ_ONLY, NameList
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -52,3 +54,52 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "wait_for_task → COMPLETED" in out and "# BTC hourly" in out
     assert '"code": "invalid_input"' in out
     assert not (tmp_path / "ignored").exists()  # the demo uses its own temporary home
+
+
+DAMAGES = {
+    "garbage": b"this is not a database at all" * 100,
+    "truncated header": b"SQLite format 3\x00" + b"\x10\x00",
+    "random pages": b"SQLite format 3\x00" + bytes(range(256)) * 64,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_database_stops_serve_and_doctor_with_one_clear_line(tmp_path: Path, damage: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "heablcoin.db").write_bytes(DAMAGES[damage])
+    env = server_env(home)
+    served = subprocess.run([*SERVER, "serve"], env=env, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    doctor = subprocess.run([*SERVER, "doctor"], env=env, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert served.returncode == 2 and "Traceback" not in served.stderr
+    assert "heablcoin.db" in served.stderr and "Move the file aside" in served.stderr
+    assert doctor.returncode == 1 and "heablcoin.db" in doctor.stdout
+
+
+def test_a_database_from_a_newer_build_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(home / "heablcoin.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    before = (home / "heablcoin.db").read_bytes()
+    served = subprocess.run([*SERVER, "serve"], env=server_env(home), capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert served.returncode == 2 and "schema v99" in served.stderr and "Traceback" not in served.stderr
+    assert (home / "heablcoin.db").read_bytes() == before
+
+
+def test_a_read_only_home_is_one_clear_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    try:
+        served = subprocess.run([*SERVER, "serve"], env=server_env(home), capture_output=True, text=True,
+                                timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        home.chmod(0o700)
+    if os.geteuid() == 0:  # root writes anyway; the check still must not crash
+        assert "Traceback" not in served.stderr
+        return
+    assert served.returncode == 2 and "HEABLCOIN_HOME" in served.stderr and "Traceback" not in served.stderr

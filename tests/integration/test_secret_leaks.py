@@ -11,8 +11,8 @@ from mcp import Client
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings, load_settings
-from heablcoin_mcp.core.monitor.doctor import diagnose, render
 from heablcoin_mcp.core.redact import encodings, redact_logs
+from heablcoin_mcp.doctor import diagnose, render
 from heablcoin_mcp.errors import ConfigError
 from heablcoin_mcp.server import build_server
 from tests.fakes.llm import Behaviour, fake_llms

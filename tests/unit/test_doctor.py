@@ -6,7 +6,7 @@ import pytest
 
 from heablcoin_mcp import cli
 from heablcoin_mcp.config import Settings
-from heablcoin_mcp.core.monitor.doctor import diagnose, mask_secret, mask_url
+from heablcoin_mcp.doctor import diagnose, mask_secret, mask_url
 
 TOKEN = "tok-0123456789abcdefWXYZ"
 

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core.risk",),
     ("core.trading",),
     ("core.tasks",),
-    ("app",),
+    ("app", "doctor"),
     ("tools",),
     ("server",),
     ("http", "demo"),

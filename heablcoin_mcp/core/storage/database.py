@@ -8,7 +8,9 @@ commits or rolls back and never hides the original error. Never hold one across 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,11 +19,13 @@ from typing import Literal
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth, DatabaseInfo
 from heablcoin_mcp.core.storage.migrations import MIGRATIONS, Migration
-from heablcoin_mcp.errors import Busy
+from heablcoin_mcp.errors import Busy, ConfigError
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+DAMAGED_HINT = ("Move the file aside (a new database is created at the next start) or restore a backup; "
+                "`heablcoin-mcp doctor` checks it.")
 # Negative cache_size is in KiB: 16 MiB of page cache per connection.
 CACHE_SIZE_KIB = 16 * 1024
 
@@ -117,6 +121,7 @@ class Database:
         The version is re-read inside BEGIN IMMEDIATE, so a second process that waited for the
         first one's lock sees the new version and applies nothing.
         """
+        self.verify()
         conn = self.conn
         applied = 0
         for migration in self.migrations:
@@ -132,6 +137,45 @@ class Database:
                 applied += 1
                 log.info("applied migration %d (%s)", migration.version, migration.name)
         return applied
+
+    def verify(self, *, thorough: bool = False) -> None:
+        """Check that this build can use the database, before anything is served from it. The file
+        is only read (a database from a newer build must stay exactly as it is).
+
+        ``thorough`` also reads every page (``PRAGMA quick_check``), as ``doctor`` does.
+
+        Raises:
+            ConfigError: one line naming the file, what is wrong and what to do.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".heablcoin-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot write in {self.path.parent}: {exc.strerror or exc}",
+                              hint="Make HEABLCOIN_HOME a writable folder, or point it elsewhere.") from None
+        if not self.path.exists():
+            return
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0] if thorough else "ok"
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path} is not a usable heablcoin database: {exc}", hint=DAMAGED_HINT) from None
+        if verdict != "ok":
+            raise ConfigError(f"{self.path} is damaged: {verdict}", hint=DAMAGED_HINT)
+        latest = self.migrations[-1].version
+        if version > latest:
+            raise ConfigError(f"{self.path} has schema v{version}, written by a newer heablcoin-mcp (this one "
+                              f"knows up to v{latest}); nothing was changed",
+                              hint="Upgrade heablcoin-mcp, or point HEABLCOIN_HOME at another folder.")
+        if not os.access(self.path, os.W_OK):
+            raise ConfigError(f"cannot write {self.path}", hint="Make the file writable, or point HEABLCOIN_HOME "
+                                                                "elsewhere.")
 
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 
 from heablcoin_mcp.config import ENV_PREFIX, ENV_VAR_NAME, Settings
+from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.errors import ConfigError
 
 Level = Literal["required", "recommended", "optional"]
@@ -110,6 +111,11 @@ def _check_home(settings: Settings) -> ConfigCheck:
             pass
     except OSError as exc:
         return _check(settings, "home", "required", str(home), f"not writable: {exc.strerror}", "error")
+    if settings.db_path.exists():
+        try:
+            Database(settings.db_path).verify(thorough=True)
+        except ConfigError as exc:
+            return _check(settings, "home", "required", str(home), f"{exc.message}. {exc.hint}", "error")
     return _check(settings, "home", "required", str(home), f"writable; database at {settings.db_path}")
 
 
@@ -117,7 +123,7 @@ def _check_trading_mode(settings: Settings) -> ConfigCheck:
     if settings.trading_mode == "paper":
         return _check(settings, "trading_mode", "required", "paper", "paper trading: no real orders")
     return _check(settings, "trading_mode", "required", "live",
-                  "live mode requested, but this build has no live broker yet: nothing is sent to an exchange",
+                  "LIVE trading: orders on live accounts are sent to their exchange (each one confirmed by the user)",
                   "warn")
 
 
