@@ -91,7 +91,9 @@ def serve(settings: Settings) -> int:
     server = build_server(app)
     try:
         if settings.transport == "stdio":
-            anyio.run(server.run_stdio_async)
+            from heablcoin_mcp.stdio import run_stdio
+
+            anyio.run(run_stdio, server)
         else:
             from heablcoin_mcp.http import serve_http
 

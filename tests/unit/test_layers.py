@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app", "doctor"),
     ("tools",),
     ("server",),
-    ("http", "demo"),
+    ("http", "stdio", "demo"),
     ("cli",),
     ("__main__",),
 ]
