@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.books.models import BatchOutcome
 from heablcoin_mcp.core.trading.accounts import Account
-from heablcoin_mcp.errors import InvalidInput
+from heablcoin_mcp.errors import HeablError, InvalidInput, RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol
 from heablcoin_mcp.tools.trading import PLACES_ORDERS, Price
@@ -107,12 +107,24 @@ def register(server: MCPServer, app: App) -> None:
         user for the whole batch (elicitation, or `confirmation_required` with one token for
         confirm_distribution). Every leg is priced and risk-checked for its own account; the result lists
         each account's preview or error."""
-        if batch.status != "confirmation_required" or not was_asked(answer):
+        if batch.status == "rejected":
+            raise refused(batch)
+        if not was_asked(answer):
             return batch
         assert batch.confirmation_token is not None
         if answered_yes(answer):
             return await app.orders.confirm_batch(batch.confirmation_token)
         return app.orders.decline_batch(batch.confirmation_token, "the user declined")
+
+    def refused(batch: BatchOutcome) -> HeablError:
+        """No leg can be placed: an error result (not a 'rejected' success), naming each leg's reason."""
+        legs = [{"account": leg.account, "error": leg.error,
+                 "codes": [f.code for f in leg.outcome.preview.failures] if leg.outcome and leg.outcome.preview
+                 else []} for leg in batch.legs]
+        kind = RiskRejected if any(leg["codes"] for leg in legs) else InvalidInput
+        first = next((leg["error"]["message"] for leg in legs if leg["error"]), batch.message)
+        return kind(f"no leg of the distribution can be placed: {first}", details={"legs": legs},
+                    hint="Nothing was sent. Fix the order, or choose other accounts.")
 
     @server.tool(title="Confirm distribution", annotations=PLACES_ORDERS)
     async def confirm_distribution(
