@@ -12,12 +12,13 @@ from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.redact import Redactor
-from heablcoin_mcp.tools import _envelope, accounts, ai, analysis, market, risk, system, tasks, trading
+from heablcoin_mcp.tools import _envelope, _schemas, accounts, ai, analysis, market, risk, system, tasks, trading
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -45,6 +46,17 @@ class HeablServer(MCPServer[App]):
     def __init__(self, *args: Any, redactor: Redactor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.redactor = redactor
+        self._listed: list[MCPTool] | None = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The tools with compact schemas (tools/_schemas.py), built once: tools do not change after start."""
+        if self._listed is None:
+            self._listed = [tool.model_copy(update={
+                "description": _schemas.plain(tool.description),
+                "input_schema": _schemas.without_titles(tool.input_schema),
+                "output_schema": _schemas.shallow(tool.output_schema) if tool.output_schema else None,
+            }) for tool in await super().list_tools()]
+        return self._listed
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[App, Any] | None = None

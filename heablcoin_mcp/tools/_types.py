@@ -28,13 +28,12 @@ MARKET_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idemp
 
 Symbol = Annotated[
     str,
-    Field(description="Market symbol such as 'BTC/USDT' (any case; 'BTC-USDT' works too).", min_length=1,
-          max_length=40),
+    Field(description="Market, e.g. BTC/USDT (any case; BTC-USDT works).", min_length=1, max_length=40),
 ]
 Timeframe = Annotated[
     str,
-    Field(description="Candle size: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w (what the exchange offers).",
-          min_length=2, max_length=4),
+    Field(description="Candle size: 1m 5m 15m 30m 1h 4h 1d 1w, or any the exchange offers.", min_length=2,
+          max_length=4),
 ]
 OptionalSymbol = Annotated[
     str | None, Field(description="Only this market symbol, e.g. 'BTC/USDT'; omit for all.", max_length=40)

@@ -41,10 +41,9 @@ def register(server: MCPServer, app: App) -> None:
         weight: Annotated[float, Field(description="Share in weighted distributions.", gt=0, le=1000)] = 1.0,
         group: Annotated[str | None, Field(description="Group name for distribute_order.", max_length=32)] = None,
     ) -> Account:
-        """Create a named account. Paper accounts start with the configured paper balance. Live accounts
-        take the NAMES of the environment variables that hold their keys — never the keys — and still
-        trade only when the server runs with HEABLCOIN_TRADING_MODE=live, with every order confirmed by
-        the user. `keys_set` in the result says whether those variables are set."""
+        """Create a named account. Paper accounts start with the paper balance. Live accounts take the
+        NAMES of the variables holding their keys (never keys) and trade only with
+        HEABLCOIN_TRADING_MODE=live, every order confirmed by the user; `keys_set` says which are set."""
         return accounts.add(name, exchange, mode, api_key_env, secret_env, password_env, weight, group)
 
     @server.tool(title="List accounts", annotations=MARKET_READ)

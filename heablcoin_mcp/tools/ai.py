@@ -107,11 +107,10 @@ def register(server: MCPServer, app: App) -> None:
         max_tokens_per_minute: Annotated[int | None, Field(description="Local token budget (optional).")] = None,
         timeout: Annotated[float, Field(description="Seconds per request.", gt=0, le=600)] = 30.0,
     ) -> EndpointView:
-        """Register an LLM endpoint for ask_ai and ai_market_commentary. The server will send the key in
-        the variable `api_key_env` (its NAME, like DEEPSEEK_API_KEY; never the key) to `base_url`, so the
-        user is asked first through the client; without their yes nothing is added (endpoints can also be
-        declared in HEABLCOIN_AI_ENDPOINTS). Loopback / private hosts need HEABLCOIN_AI_ALLOW_PRIVATE.
-        Takes effect at once; the result says whether the variable is set."""
+        """Register an LLM endpoint for ask_ai and ai_market_commentary. The server sends the key held in
+        `api_key_env` (the variable's NAME, e.g. DEEPSEEK_API_KEY) to `base_url`, so the user is asked
+        first; without their yes nothing is added. Private hosts need HEABLCOIN_AI_ALLOW_PRIVATE. The
+        result says whether the variable is set."""
         endpoint = ApiEndpoint(
             name=name, provider=provider, base_url=base_url, model=model, api_key_env=api_key_env, priority=priority,
             weight=weight, max_requests_per_minute=max_requests_per_minute,

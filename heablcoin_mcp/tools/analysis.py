@@ -39,11 +39,10 @@ def register(server: MCPServer, app: App) -> None:
         series: Annotated[int, Field(description="Also return the last N values of each output (0-500).",
                                      ge=0, le=500)] = 0,
     ) -> IndicatorsReport:
-        """Technical indicators for one market: latest values, and for the core six their states
-        (EMA trend up/down/flat, RSI overbought >70 / oversold <30, MACD last cross and bars ago,
-        Bollinger width and %b, ADX strength absent <20 / weak / strong >25 / very strong >50, ATR as % of
-        price). Computed by TA-Lib (`backend` says which engine ran). Ask for `series` only when the
-        user needs history; the latest values are usually enough."""
+        """Technical indicators for one market: latest values, and states for the core six (EMA trend,
+        RSI >70 / <30, MACD last cross and bars ago, Bollinger width and %b, ADX strength <20 / >25 /
+        >50, ATR as % of price). TA-Lib computes them (`backend` says which engine ran). Ask for
+        `series` only when the user needs history."""
         return await analysis.indicators(symbol, timeframe, indicators, params, history, series)
 
     @server.tool(title="Market analysis", annotations=MARKET_READ)

@@ -48,10 +48,10 @@ def register(server: MCPServer, app: App) -> None:
 
     @server.tool(title="Risk parameters", annotations=MARKET_READ)
     async def get_risk_parameters(symbol: OptionalSymbol = None, timeframe: Timeframe = "1h") -> RiskParametersView:
-        """The risk limits in force (configuration tightened by any overrides), the user's configured
-        ceilings, the trading state (ACTIVE / REDUCING / HALTED), today's net PnL against the daily loss
-        limit, and — for a symbol — the regime-adjusted parameters (risk multiplier, max leverage,
-        position share, concurrent orders) for its current regime on the timeframe."""
+        """The risk limits in force (settings tightened by overrides), the configured ceilings, the trading
+        state (ACTIVE / REDUCING / HALTED), today's net PnL against the daily loss limit, and for a
+        symbol the parameters its current regime allows (risk multiplier, leverage, position share,
+        concurrent orders)."""
         limits = risk.limits()
         effective_params = None
         if symbol is not None:

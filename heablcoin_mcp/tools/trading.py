@@ -102,12 +102,11 @@ def register(server: MCPServer, app: App) -> None:
         ] = None,
         account: Account = "default",
     ) -> OrderOutcome:
-        """Place an order — always with the user's confirmation. The order is priced (a market order
-        against the order book), checked by the risk engine (every failed rule comes back with a code),
-        and shown to the user: a client that supports elicitation asks them directly; otherwise the
-        result is `confirmation_required` with a preview and a token — show the preview to the user and
-        call confirm_order(token) only after they say yes. Paper trading unless the account is live and
-        the server runs in live mode. "buy 100 USDT of SOL" = side buy, amount 100, amount_unit quote."""
+        """Place an order, always confirmed by the user: priced (market orders against the book), checked
+        by the risk engine (failed rules come back with codes) and shown to the user — asked directly
+        when the client supports elicitation, else the result is `confirmation_required` with a preview
+        and a token: show the preview and call confirm_order(token) only after they say yes. Paper unless
+        the account is live in live mode. "buy 100 USDT of SOL" = buy, amount 100, amount_unit quote."""
         if outcome.status == "rejected" and outcome.preview is not None:
             raise RiskRejected(
                 outcome.message,

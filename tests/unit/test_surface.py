@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -73,3 +74,32 @@ def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     missing = [name for name in Settings.model_fields if f"HEABLCOIN_{name.upper()}" not in example]
     assert missing == []
+
+
+TOOLS_LIST_BUDGET = 50_000  # characters on the wire, every toolset on: what each chat pays before a word
+
+
+@pytest.mark.anyio
+async def test_tools_list_with_every_toolset_stays_within_its_budget(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=TOOLSET_NAMES)  # type: ignore[call-arg]
+    async with Client(build_server(App(settings))) as client:
+        listed = await client.session.list_tools()
+    wire = listed.model_dump_json(by_alias=True, exclude_none=True)
+    assert len(wire) <= TOOLS_LIST_BUDGET, len(wire)
+    for tool in listed.tools:
+        assert "\n        " not in (tool.description or ""), f"{tool.name}: docstring indentation"
+        assert "title" not in json.dumps(tool.input_schema).replace('"title":{', ""), tool.name
+
+
+@pytest.mark.anyio
+async def test_every_success_result_still_matches_its_advertised_output_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim")  # type: ignore[call-arg]
+    async with Client(build_server(App(settings))) as client:
+        schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
+        for name, arguments in (("get_ticker", {"symbol": "BTC/USDT"}), ("get_orders", {}),
+                                ("get_system_health", {}), ("get_pnl_report", {}), ("list_accounts", {})):
+            result = await client.call_tool(name, arguments)
+            assert result.is_error is False, name
+            jsonschema.validate(result.structured_content, schemas[name])
