@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal as D
@@ -15,6 +16,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
+from heablcoin_mcp.core.redact import redact_logs
 from heablcoin_mcp.server import build_server
 from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
@@ -236,3 +238,19 @@ async def test_a_live_account_never_breaks_paper_views_nor_a_whole_distribution(
     assert legs["default"]["outcome"]["status"] == "confirmation_required"
     assert legs["main"]["error"]["code"] == "invalid_config"
     assert signed == []
+
+
+async def test_an_exchange_that_echoes_the_secret_never_gets_it_past_the_server(
+        tmp_path: Path, fake: FakeBinance, caplog: pytest.LogCaptureFixture) -> None:
+    app = live_app(tmp_path, fake)
+    redact_logs(app.redactor)
+    echoed = json.dumps({"code": -2010, "msg": f"Order rejected for key fake-key and secret {SECRET}"})
+    async with Client(build_server(app), mode="legacy", elicitation_callback=yes()) as client:
+        ok(await client.call_tool("add_account", LIVE))
+        fake.fail_next(1, Fault(status=400, body=echoed, path="/api/v3/order", method="POST"))
+        refused = await client.call_tool("place_order", BUY_XRP)
+        orders = await client.call_tool("get_orders", {"status": "all"})
+    stored = "\n".join(app.db.conn.iterdump())
+    assert refused.is_error and "[redacted]" in str(refused)
+    for text in (str(refused), str(orders), stored, caplog.text):
+        assert SECRET not in text
