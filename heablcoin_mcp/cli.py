@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", help="check the configuration; exit 1 on errors")
     commands.add_parser("demo", help="run a guided tour against an offline server over stdio")
     commands.add_parser("worker", help="run only the task worker (and paper matcher) against the database")
+    client = commands.add_parser("client-config", help="print the config block for a desktop client")
+    client.add_argument("client", choices=["claude", "cursor", "windsurf", "vscode"])
+    client.add_argument("--sim", action="store_true", help="use the offline simulated market")
     state = commands.add_parser("trading-state", help="set the trading state yourself (e.g. leave HALTED)")
     state.add_argument("state", choices=["active", "reducing", "halted"])
     state.add_argument("--reason", default="set from the command line")
@@ -41,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "serve"
     if command == "doctor":
         return doctor()
+    if command == "client-config":
+        from heablcoin_mcp.client_config import render
+
+        block, where = render(args.client, sim=args.sim)
+        sys.stdout.write(block + "\n")
+        sys.stderr.write(where + "\n")
+        return 0
     if command == "demo":
         from heablcoin_mcp.demo import run_demo
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 SERVER = [sys.executable, "-m", "heablcoin_mcp"]
+# The official TypeScript SDK client and MCP Inspector, pinned in package-lock.json, installed on first use.
+CLIENT_DIR = Path(__file__).parent / "ts_client"
 
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
@@ -64,3 +67,17 @@ def http_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs Node.js and npm for the TypeScript SDK client checks")
+        pytest.skip("Node.js and npm are not installed: the TypeScript SDK and Inspector checks need them")
+    installed = CLIENT_DIR / "node_modules" / "@modelcontextprotocol"
+    if not all((installed / package).exists() for package in ("sdk", "inspector")):
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENT_DIR, check=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    return node

@@ -9,30 +9,11 @@ package is installed here, pinned in tests/e2e/ts_client/package-lock.json.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.conftest import SERVER, server_env
-
-CLIENT_DIR = Path(__file__).parent / "ts_client"
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI needs Node.js and npm for the TypeScript SDK client checks")
-        pytest.skip("Node.js and npm are not installed: the TypeScript SDK client checks need them")
-    if not (CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENT_DIR, check=True,
-                       timeout=300, stdin=subprocess.DEVNULL)
-    return node
+from tests.e2e.conftest import CLIENT_DIR, SERVER, server_env
 
 
 def drive(node: str, home: Path, calls: list[dict[str, Any]]) -> dict[str, Any]:

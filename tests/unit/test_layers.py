@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app", "doctor"),
     ("tools",),
     ("server",),
-    ("http", "stdio", "demo"),
+    ("http", "stdio", "demo", "client_config"),
     ("cli",),
     ("__main__",),
 ]
