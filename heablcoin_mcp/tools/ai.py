@@ -14,7 +14,7 @@ from heablcoin_mcp.app import App
 from heablcoin_mcp.core.analysis.reports import MarketAnalysis
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, pointing
 from heablcoin_mcp.core.llm.manager import AiReply, EndpointStats
-from heablcoin_mcp.errors import ConfirmationRequired, HeablError
+from heablcoin_mcp.errors import ConfirmationRequired
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
 from heablcoin_mcp.tools._types import Symbol, Timeframe
 
@@ -64,17 +64,10 @@ def register(server: MCPServer, app: App) -> None:
                          ctx: Context) -> tuple[str, str] | None:
         """For a new target (a new endpoint, or a new base_url / key variable): the question and the
         single-use token its answer is bound to. None when nothing new is pointed at or nobody can be asked."""
-        if not client_can_ask(ctx):
+        target = store.new_target(name, base_url, api_key_env) if client_can_ask(ctx) else None
+        if target is None:
             return None
-        try:
-            current = store.get(name) if store.exists(name) else None
-            url = (base_url or (current.base_url if current else "")).rstrip("/")
-            key = api_key_env or (current.api_key_env if current else "")
-            if current is not None and (url, key) == (current.base_url, current.api_key_env):
-                return None
-            store.policy.check(ApiEndpoint(name=name, base_url=url, model="m", api_key_env=key))
-        except (HeablError, ValueError):
-            return None  # the body reports the problem
+        url, key = target
         ask = f"Let the server send the key in {key} to {url} (AI endpoint {name})?"
         return ask, app.consents.ask(pointing(name, url, key))
 

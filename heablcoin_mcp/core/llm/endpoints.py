@@ -86,8 +86,11 @@ class EndpointPolicy:
 
     def check(self, endpoint: ApiEndpoint) -> None:
         """Raises InvalidInput for a key variable or a target the server must not use."""
-        self.check_key(endpoint.api_key_env)
-        check_target(endpoint.base_url, what="base_url", allow_private=self.allow_private,
+        self.check_pointing(endpoint.base_url, endpoint.api_key_env)
+
+    def check_pointing(self, base_url: str, api_key_env: str) -> None:
+        self.check_key(api_key_env)
+        check_target(base_url, what="base_url", allow_private=self.allow_private,
                      setting="HEABLCOIN_AI_ALLOW_PRIVATE")
 
     def check_key(self, name: str) -> None:
@@ -187,6 +190,20 @@ class EndpointStore:
 
     def exists(self, name: str) -> bool:
         return self.db.conn.execute("SELECT 1 FROM api_endpoints WHERE name = ?", (name,)).fetchone() is not None
+
+    def new_target(self, name: str, base_url: str | None, api_key_env: str | None) -> tuple[str, str] | None:
+        """The (base_url, key variable) an add or update would newly send a key to, None when nothing
+        new is pointed at or the policy refuses it anyway (the add or update then reports why)."""
+        current = self.get(name) if self.exists(name) else None
+        url = (base_url or (current.base_url if current else "")).rstrip("/")
+        key = api_key_env or (current.api_key_env if current else "")
+        if current is not None and (url, key) == (current.base_url, current.api_key_env):
+            return None
+        try:
+            self.policy.check_pointing(url, key)
+        except InvalidInput:
+            return None
+        return url, key
 
     def get(self, name: str) -> ApiEndpoint:
         row = self.db.conn.execute("SELECT * FROM api_endpoints WHERE name = ?", (name,)).fetchone()
