@@ -11,14 +11,28 @@ import anyio
 from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
+from heablcoin_mcp.core.changes import ChangeFeed
 from heablcoin_mcp.core.redact import Redactor
-from heablcoin_mcp.tools import _envelope, _schemas, accounts, ai, analysis, market, risk, system, tasks, trading
+from heablcoin_mcp.errors import HeablError, NotFound
+from heablcoin_mcp.notifications import Pushes
+from heablcoin_mcp.tools import _envelope, _schemas, accounts, ai, analysis, completions, market, risk, system, tasks
+from heablcoin_mcp.tools import trading
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -72,18 +86,49 @@ class HeablServer(MCPServer[App]):
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[App, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        contents = await super().read_resource(uri, context)
+        try:
+            contents = await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:
+            raise resource_error(exc) from exc
         if isinstance(contents, InputRequiredResult):
             return contents
         return [replace(c, content=self.redactor.scrub(c.content)) if isinstance(c.content, str) else c
                 for c in contents]
 
 
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[App, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """An unknown prompt or a missing argument is the caller's mistake: invalid params, said plainly
+        (the SDK answers them with code 0 and logs a traceback)."""
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from exc
+
+    def add_request_handler(self, method: str, params_type: Any, handler: Any) -> None:
+        """For the 2025-era methods MCPServer has no decorator for (subscribe, setLevel)."""
+        self._lowlevel_server.add_request_handler(method, params_type, handler)
+
+
+def resource_error(exc: UnexpectedResourceError) -> ResourceError:
+    """A resource's own HeablError, told the client in its words (not found → invalid params) instead of
+    an opaque internal error with a traceback in the log."""
+    cause = exc.__cause__
+    if not isinstance(cause, HeablError):
+        return exc
+    text = cause.message + (f" ({cause.hint})" if cause.hint else "")
+    return ResourceNotFoundError(text) if isinstance(cause, NotFound) else ResourceError(text)
+
+
 def build_server(app: App) -> HeablServer:
+    bus = InMemorySubscriptionBus()
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[App]) -> AsyncIterator[App]:
         async with app, anyio.create_task_group() as background:
             background.start_soon(app.run_background)
+            background.start_soon(pushes.run)
             yield app
             background.cancel_scope.cancel()
 
@@ -95,7 +140,13 @@ def build_server(app: App) -> HeablServer:
         version=__version__,
         lifespan=lifespan,
         log_level=app.settings.log_level,
+        subscriptions=bus,
     )
+    pushes = Pushes(ChangeFeed(app.db, app.clock), bus, app.redactor, server.read_resource)
+    server.add_request_handler("resources/subscribe", SubscribeRequestParams, pushes.subscribe)
+    server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, pushes.unsubscribe)
+    server.add_request_handler("logging/setLevel", SetLevelRequestParams, pushes.set_level)
+    completions.register(server, app)
     for name in app.settings.toolsets:
         TOOLSETS[name](server, app)
     return server

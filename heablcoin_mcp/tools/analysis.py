@@ -79,7 +79,11 @@ def register(server: MCPServer, app: App) -> None:
         return await analysis.regime(symbol, timeframe, history)
 
     @server.prompt(title="Daily market brief")
-    def daily_market_brief(symbols: str = "BTC/USDT, ETH/USDT, SOL/USDT", timeframe: str = "4h") -> str:
+    def daily_market_brief(
+        symbols: Annotated[str, Field(description="Markets, comma-separated, e.g. 'BTC/USDT, ETH/USDT'.")]
+        = "BTC/USDT, ETH/USDT, SOL/USDT",
+        timeframe: Annotated[str, Field(description="Candle size for the brief, e.g. 4h or 1d.")] = "4h",
+    ) -> str:
         """A ready-made request for a morning brief on a few markets."""
         return (
             f"Give me a short daily market brief for {symbols} on the {timeframe} timeframe.\n"

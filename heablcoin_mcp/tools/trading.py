@@ -206,7 +206,10 @@ def register(server: MCPServer, app: App) -> None:
         return json.dumps([e.model_dump() for e in journal.recent(app.db, limit=100)])
 
     @server.prompt(title="Pre-trade checklist")
-    def pre_trade_checklist(symbol: str, side: str = "buy") -> str:
+    def pre_trade_checklist(
+        symbol: Annotated[str, Field(description="Market to trade, e.g. BTC/USDT.")],
+        side: Annotated[str, Field(description="buy or sell.")] = "buy",
+    ) -> str:
         """Walk through the checks a careful trader makes before an order."""
         return (
             f"Before I {side} {symbol}, go through this checklist with me:\n"
@@ -220,7 +223,9 @@ def register(server: MCPServer, app: App) -> None:
         )
 
     @server.prompt(title="Post-trade review")
-    def post_trade_review(order_id: str) -> str:
+    def post_trade_review(
+        order_id: Annotated[str, Field(description="The order to review (an id from get_orders).")],
+    ) -> str:
         """Review a finished trade and what to learn from it."""
         return (
             f"Review order {order_id}: call get_orders (status all) and get_trade_history to find its fills, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SERVER = [sys.executable, "-m", "heablcoin_mcp"]
-# The official TypeScript SDK client and MCP Inspector, pinned in package-lock.json, installed on first use.
+# The official TypeScript SDK client, MCP Inspector and the conformance suite, pinned in package-lock.json, installed on first use.
 CLIENT_DIR = Path(__file__).parent / "ts_client"
 
 
@@ -77,7 +77,7 @@ def node() -> str:
             pytest.fail("CI needs Node.js and npm for the TypeScript SDK client checks")
         pytest.skip("Node.js and npm are not installed: the TypeScript SDK and Inspector checks need them")
     installed = CLIENT_DIR / "node_modules" / "@modelcontextprotocol"
-    if not all((installed / package).exists() for package in ("sdk", "inspector")):
+    if not all((installed / package).exists() for package in ("sdk", "inspector", "conformance")):
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENT_DIR, check=True,
                        timeout=300, stdin=subprocess.DEVNULL)
     return node

@@ -146,8 +146,11 @@ class MarketService:
         raise NotFound(f"unknown symbol {symbol} on {self.exchange}", hint=hint,
                        details={"suggestions": suggestions})
 
+    async def timeframes(self) -> list[str]:
+        return await self.source.timeframes()
+
     async def timeframe(self, timeframe: str) -> str:
-        available = await self.source.timeframes()
+        available = await self.timeframes()
         value = timeframe.strip() if isinstance(timeframe, str) else timeframe
         if value not in available:
             raise InvalidInput(f"unsupported timeframe {timeframe!r} on {self.exchange}",

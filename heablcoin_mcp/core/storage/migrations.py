@@ -242,4 +242,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX consents_by_action ON consents(action, expires_at);
         """,
     ),
+    Migration(
+        6,
+        "tasks_by_update",
+        """
+        CREATE INDEX tasks_by_update ON tasks(updated_at);
+        """,
+    ),
 )

@@ -1,0 +1,174 @@
+"""What the server pushes to clients without being asked: resource updates and log messages.
+
+Resource updates travel both ways a client may ask for them: ``resources/subscribe`` on 2025-era
+connections (``notifications/resources/updated`` on the connection's standalone stream) and
+``subscriptions/listen`` on 2026-07-28 connections (the SDK's SubscriptionBus, which filters per
+stream). What changed comes from core/changes.py, polled from the database, so a task finished by
+a worker process or a state set from the CLI is pushed like a fill made here.
+
+Log messages: ``logging/setLevel`` on a 2025-era connection subscribes it to this package's log
+records at or above that level (never more detailed than HEABLCOIN_LOG_LEVEL), scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import anyio
+from mcp import MCPError
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
+from mcp.types import (
+    INVALID_PARAMS,
+    EmptyResult,
+    LoggingMessageNotification,
+    LoggingMessageNotificationParams,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
+
+from heablcoin_mcp.core.changes import JOURNAL, RISK, ChangeFeed
+from heablcoin_mcp.core.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+SCHEME = "heablcoin://"
+WATCHED = re.compile(rf"^{re.escape(SCHEME)}({re.escape(JOURNAL)}|{re.escape(RISK)}|portfolio/[^/]+|tasks/[^/]+)$")
+# MCP's syslog levels, least severe first, and the Python level each one starts at.
+MCP_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+PYTHON_LEVELS = dict(zip(MCP_LEVELS, (logging.DEBUG, logging.INFO, logging.INFO + 5, logging.WARNING,
+                                      logging.ERROR, logging.CRITICAL, logging.CRITICAL + 5,
+                                      logging.CRITICAL + 10), strict=True))
+LOG_BACKLOG = 1000
+
+
+def connection_of(session: ServerSession) -> object:
+    """The SDK hands each request a fresh ServerSession proxy; the connection it wraps is what lasts
+    between requests, so subscriptions and log levels are kept per connection."""
+    return getattr(session, "_connection", session)
+
+
+def mcp_level(levelno: int) -> str:
+    return next((name for name in reversed(MCP_LEVELS) if levelno >= PYTHON_LEVELS[name]), "debug")
+
+
+class Pushes:
+    def __init__(self, feed: ChangeFeed, bus: SubscriptionBus, redactor: Redactor,
+                 read: Any, *, interval: float = 1.0) -> None:
+        self.feed = feed
+        self.bus = bus
+        self.redactor = redactor
+        self.read = read  # MCPServer.read_resource: a subscription is taken only to a resource that exists
+        self.interval = interval
+        self._subscribed: dict[object, tuple[ServerSession, set[str]]] = {}
+        self._log_levels: dict[object, tuple[ServerSession, int]] = {}
+        self._logs: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue(LOG_BACKLOG)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handler = _ForwardingHandler(self)
+
+    # --- request handlers (registered by build_server) ---
+
+    async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
+        uri = str(params.uri)
+        if not WATCHED.match(uri):
+            raise MCPError(INVALID_PARAMS, f"no updates are published for {uri}; subscribe to "
+                           f"{SCHEME}{JOURNAL}, {SCHEME}{RISK}, {SCHEME}portfolio/<account> or {SCHEME}tasks/<id>")
+        try:
+            await self.read(uri)
+        except ResourceError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from exc
+        session = ctx.session
+        _, uris = self._subscribed.setdefault(connection_of(session), (session, set()))
+        uris.add(uri)
+        return EmptyResult()
+
+    async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
+        entry = self._subscribed.get(connection_of(ctx.session))
+        if entry:
+            entry[1].discard(str(params.uri))
+        return EmptyResult()
+
+    async def set_level(self, ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
+        self._log_levels[connection_of(ctx.session)] = (ctx.session, PYTHON_LEVELS[params.level])
+        return EmptyResult()
+
+    # --- the background side (run inside the server's lifespan) ---
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        package = logging.getLogger("heablcoin_mcp")
+        package.addHandler(self._handler)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._forward_logs)
+                await self._watch()
+        finally:
+            package.removeHandler(self._handler)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                changed = self.feed.poll()
+            except Exception as exc:  # a busy or briefly locked database: look again next time
+                log.debug("change poll failed: %s", exc)
+                changed = []
+            for path in changed:
+                await self.updated(SCHEME + path)
+            await anyio.sleep(self.interval)
+
+    async def updated(self, uri: str) -> None:
+        await self.bus.publish(ResourceUpdated(uri=uri))
+        for key, (session, uris) in list(self._subscribed.items()):
+            if uri in uris and not await _delivered(session.send_resource_updated(uri)):
+                self._subscribed.pop(key, None)
+
+    def offer_log(self, record: logging.LogRecord, text: str) -> None:
+        """Called by the logging handler, from any thread."""
+        if not self._log_levels or self._loop is None or self._loop.is_closed():
+            return
+        item = (record.levelno, record.name, self.redactor.scrub(text))
+        self._loop.call_soon_threadsafe(_put_or_drop, self._logs, item)
+
+    async def _forward_logs(self) -> None:
+        while True:
+            levelno, logger, text = await self._logs.get()
+            for key, (session, threshold) in list(self._log_levels.items()):
+                message = LoggingMessageNotification(
+                    params=LoggingMessageNotificationParams(level=mcp_level(levelno), data=text, logger=logger))
+                if levelno >= threshold and not await _delivered(session.send_notification(message)):
+                    self._log_levels.pop(key, None)
+
+
+async def _delivered(send: Any) -> bool:
+    """False once a connection is gone: its subscriptions end with it."""
+    try:
+        await send
+        return True
+    except Exception:
+        return False
+
+
+def _put_or_drop(queue: asyncio.Queue[Any], item: Any) -> None:
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:  # a client that cannot keep up loses log lines, never the server's memory
+        pass
+
+
+class _ForwardingHandler(logging.Handler):
+    def __init__(self, pushes: Pushes) -> None:
+        super().__init__()
+        self.pushes = pushes
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.pushes.offer_log(record, self.format(record))
+        except Exception:
+            self.handleError(record)
