@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     state = commands.add_parser("trading-state", help="set the trading state yourself (e.g. leave HALTED)")
     state.add_argument("state", choices=["active", "reducing", "halted"])
     state.add_argument("--reason", default="set from the command line")
+    risk = commands.add_parser("risk", help="undo a tightened limit or a denied symbol yourself")
+    risk_actions = risk.add_subparsers(dest="risk_action", required=True)
+    reset = risk_actions.add_parser("reset", help="put limits back to their configured values (all if none named)")
+    reset.add_argument("names", nargs="*", metavar="LIMIT", help="e.g. max_order_notional, deny_symbols")
+    allow = risk_actions.add_parser("allow", help="lift the denials a tool added for these symbols")
+    allow.add_argument("symbols", nargs="+", metavar="SYMBOL")
     return parser
 
 
@@ -63,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             return worker(settings)
         if command == "trading-state":
             return trading_state(settings, args.state.upper(), args.reason)
+        if command == "risk":
+            return risk_limits(settings, args.names if args.risk_action == "reset" else None,
+                               args.symbols if args.risk_action == "allow" else None)
         return serve(settings)
     except ConfigError as exc:
         sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
@@ -138,6 +147,29 @@ def trading_state(settings: Settings, state: str, reason: str) -> int:
             return f"trading {view.state} ({view.reason}); {len(cancelled)} open order(s) cancelled\n"
 
     sys.stdout.write(anyio.run(apply))
+    return 0
+
+
+def risk_limits(settings: Settings, reset: list[str] | None, allow: list[str] | None) -> int:
+    """`risk reset` / `risk allow`: the user at a terminal may loosen back to their own configuration."""
+    import anyio
+
+    from heablcoin_mcp.core.risk.engine import RESETTABLE
+    from heablcoin_mcp.errors import InvalidInput
+
+    async def apply() -> str:
+        async with build_app(settings) as app:
+            names = None if reset is None else (reset or list(RESETTABLE))
+            planned = app.risk.plan_limit_changes({}, reset=names, deny_symbols_remove=allow)
+            if planned:
+                app.risk.apply_limit_changes(planned, "set from the command line", confirmed=True)
+            return "".join(f"{c.name}: {c.before} -> {c.after}\n" for c in planned) or "nothing to change\n"
+
+    try:
+        sys.stdout.write(anyio.run(apply))
+    except InvalidInput as exc:
+        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        return 2
     return 0
 
 

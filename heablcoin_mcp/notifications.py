@@ -13,6 +13,7 @@ records at or above that level (never more detailed than HEABLCOIN_LOG_LEVEL), s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from typing import Any
@@ -155,10 +156,8 @@ async def _delivered(send: Any) -> bool:
 
 
 def _put_or_drop(queue: asyncio.Queue[Any], item: Any) -> None:
-    try:
+    with contextlib.suppress(asyncio.QueueFull):  # a slow client loses log lines, never the server's memory
         queue.put_nowait(item)
-    except asyncio.QueueFull:  # a client that cannot keep up loses log lines, never the server's memory
-        pass
 
 
 class _ForwardingHandler(logging.Handler):

@@ -31,8 +31,19 @@ from heablcoin_mcp.core.changes import ChangeFeed
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.errors import HeablError, NotFound
 from heablcoin_mcp.notifications import Pushes
-from heablcoin_mcp.tools import _envelope, _schemas, accounts, ai, analysis, completions, market, risk, system, tasks
-from heablcoin_mcp.tools import trading
+from heablcoin_mcp.tools import (
+    _envelope,
+    _schemas,
+    accounts,
+    ai,
+    analysis,
+    completions,
+    market,
+    risk,
+    system,
+    tasks,
+    trading,
+)
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live

@@ -26,6 +26,10 @@ NameList = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_lengt
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 MARKET_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
+# A person types BUY or Limit or halted: accepted, and the schema still shows the canonical spelling.
+Lower = BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
+Upper = BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
+
 Symbol = Annotated[
     str,
     Field(description="Market, e.g. BTC/USDT (any case; BTC-USDT works).", min_length=1, max_length=40),

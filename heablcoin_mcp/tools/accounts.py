@@ -13,7 +13,7 @@ from heablcoin_mcp.core.books.models import BatchOutcome
 from heablcoin_mcp.core.trading.accounts import Account
 from heablcoin_mcp.errors import HeablError, InvalidInput, RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
-from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol
+from heablcoin_mcp.tools._types import MARKET_READ, Lower, NameList, Symbol
 from heablcoin_mcp.tools.trading import PLACES_ORDERS, Price
 
 ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -34,7 +34,8 @@ def register(server: MCPServer, app: App) -> None:
     def add_account(
         name: Annotated[str, Field(description="1-32 of a-z 0-9 _ -", min_length=1, max_length=32)],
         exchange: Annotated[str, Field(description="ccxt exchange id (binance, okx, ...) or 'sim'.")],
-        mode: Annotated[Literal["paper", "live"], Field(description="paper (simulated fills) or live")] = "paper",
+        mode: Annotated[Literal["paper", "live"], Lower,
+                        Field(description="paper (simulated fills) or live")] = "paper",
         api_key_env: EnvName = None,
         secret_env: EnvName = None,
         password_env: EnvName = None,
@@ -87,17 +88,18 @@ def register(server: MCPServer, app: App) -> None:
     @server.tool(title="Distribute order", annotations=PLACES_ORDERS)
     async def distribute_order(
         symbol: Symbol,
-        side: Annotated[Literal["buy", "sell"], Field(description="buy or sell")],
+        side: Annotated[Literal["buy", "sell"], Lower, Field(description="buy or sell")],
         amount: Annotated[float | str, Field(description="Total amount, in amount_unit, to split.")],
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_distribute)],
         batch: Annotated[BatchOutcome, Resolve(plan_distribution)],
-        amount_unit: Annotated[Literal["base", "quote"], Field(description="base (coins) or quote (money)")] = "base",
-        strategy: Annotated[Literal["equal", "weighted", "risk_based"],
+        amount_unit: Annotated[Literal["base", "quote"], Lower,
+                               Field(description="base (coins) or quote (money)")] = "base",
+        strategy: Annotated[Literal["equal", "weighted", "risk_based"], Lower,
                             Field(description="equal shares, by account weight, or by each account's free risk "
                                               "budget")] = "equal",
         group: Annotated[str | None, Field(description="Only accounts of this group.")] = None,
         accounts: Annotated[NameList | None, Field(description="Or these accounts by name.")] = None,
-        order_type: Annotated[Literal["market", "limit", "stop", "stop_limit"],
+        order_type: Annotated[Literal["market", "limit", "stop", "stop_limit"], Lower,
                               Field(description="as for place_order")] = "market",
         price: Price = None,
         stop_price: Price = None,

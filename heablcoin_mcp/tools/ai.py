@@ -16,13 +16,13 @@ from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, pointing
 from heablcoin_mcp.core.llm.manager import AiReply, EndpointStats
 from heablcoin_mcp.errors import ConfirmationRequired
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
-from heablcoin_mcp.tools._types import Symbol, Timeframe
+from heablcoin_mcp.tools._types import Lower, Symbol, Timeframe
 
 CONFIGURES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 REMOVES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 CALLS_LLM = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-Strategy = Annotated[Literal["priority", "round_robin", "least_latency", "random"],
+Strategy = Annotated[Literal["priority", "round_robin", "least_latency", "random"], Lower,
                      Field(description="priority (1 first), round_robin, least_latency or random (weighted)")]
 COMMENTARY_SYSTEM = (
     "You are a careful crypto market analyst. You describe what the data shows in plain language: trend, "
@@ -91,7 +91,7 @@ def register(server: MCPServer, app: App) -> None:
         model: Annotated[str, Field(description="Model name, e.g. deepseek-chat", max_length=128)],
         api_key_env: Annotated[str, Field(description="NAME of the environment variable holding the key "
                                                       "(e.g. DEEPSEEK_API_KEY) — never the key itself.")],
-        provider: Annotated[Literal["openai", "anthropic"],
+        provider: Annotated[Literal["openai", "anthropic"], Lower,
                             Field(description="openai = any OpenAI-compatible chat API; anthropic = Messages API")]
         = "openai",
         priority: Annotated[int, Field(description="1 is tried first.", ge=1, le=1000)] = 1,
@@ -118,7 +118,7 @@ def register(server: MCPServer, app: App) -> None:
         base_url: Annotated[str | None, Field(description="New API base.")] = None,
         model: Annotated[str | None, Field(description="New model.")] = None,
         api_key_env: Annotated[str | None, Field(description="New key variable NAME.")] = None,
-        provider: Annotated[Literal["openai", "anthropic"] | None, Field(description="New provider.")] = None,
+        provider: Annotated[Literal["openai", "anthropic"] | None, Lower, Field(description="New provider.")] = None,
         priority: Annotated[int | None, Field(description="New priority (1 first).")] = None,
         weight: Annotated[float | None, Field(description="New weight.")] = None,
         max_requests_per_minute: Annotated[int | None, Field(description="New request budget.")] = None,

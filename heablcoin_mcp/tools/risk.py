@@ -17,12 +17,25 @@ from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, effective
 from heablcoin_mcp.core.trading.sizing import PositionSize
 from heablcoin_mcp.errors import ConfirmationRequired, HeablError
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
-from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe
+from heablcoin_mcp.tools._types import MARKET_READ, NameList, OptionalSymbol, Symbol, Timeframe, Upper
 
 CHANGES_STATE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
 )
-Number = Annotated[float | str | None, Field(description="New value; omit to keep.")]
+# Each limit says its unit: a model that reads "20 %" must know whether to send 20 or 0.2.
+Notional = Annotated[float | str | None, Field(description="Quote (e.g. USDT) per order.")]
+Fraction = Annotated[float | str | None, Field(description="Fraction of equity 0-1 per symbol: 0.2 = 20 %.")]
+Exposure = Annotated[float | str | None, Field(description="Fraction of equity, all symbols: 1 = 100 %.")]
+OrderCount = Annotated[float | str | None, Field(description="Open orders at once.")]
+LossLimit = Annotated[float | str | None, Field(description="Quote lost today (realised PnL + fees).")]
+Leverage = Annotated[float | str | None, Field(description="Times, e.g. 3.")]
+Percent = Annotated[float | str | None, Field(description="Percent of equity 0-100: 1 = 1 %.")]
+DenyAdd = Annotated[NameList | None, Field(description="Symbol patterns to deny, e.g. ['DOGE/*'].")]
+DenyRemove = Annotated[NameList | None, Field(description="Lift denials a tool added that equal or match "
+                                                          "these, e.g. ['DOGE/USDT'] (asks the user).")]
+Reset = Annotated[NameList | None, Field(description="Put these back to the configured value, e.g. "
+                                                     "['max_order_notional'] or ['deny_symbols'] (asks the user "
+                                                     "when that loosens).")]
 Reason = Annotated[str, Field(description="Why: recorded in the journal.", min_length=1, max_length=500)]
 
 
@@ -46,6 +59,12 @@ def limit_changes(arguments: dict[str, object]) -> dict[str, object]:
 def register(server: MCPServer, app: App) -> None:
     risk = app.risk
 
+    def plan(arguments: dict[str, object]) -> list[LimitChange]:
+        """The resolver and the tool plan from the same arguments."""
+        return risk.plan_limit_changes(limit_changes(arguments), arguments.get("deny_symbols_add"),  # type: ignore[arg-type]
+                                       reset=arguments.get("reset"),  # type: ignore[arg-type]
+                                       deny_symbols_remove=arguments.get("deny_symbols_remove"))  # type: ignore[arg-type]
+
     @server.tool(title="Risk parameters", annotations=MARKET_READ)
     async def get_risk_parameters(symbol: OptionalSymbol = None, timeframe: Timeframe = "1h") -> RiskParametersView:
         """The risk limits in force (settings tightened by overrides), the configured ceilings, the trading
@@ -67,21 +86,23 @@ def register(server: MCPServer, app: App) -> None:
         )
 
     def consent_to_loosen(
-        max_order_notional: Number = None,
-        max_position_fraction: Number = None,
-        max_total_exposure: Number = None,
-        max_open_orders: Number = None,
-        daily_loss_limit: Number = None,
-        max_leverage: Number = None,
-        risk_per_trade_pct: Number = None,
-        max_risk_per_trade_pct: Number = None,
-        deny_symbols_add: NameList | None = None,
+        max_order_notional: Notional = None,
+        max_position_fraction: Fraction = None,
+        max_total_exposure: Exposure = None,
+        max_open_orders: OrderCount = None,
+        daily_loss_limit: LossLimit = None,
+        max_leverage: Leverage = None,
+        risk_per_trade_pct: Percent = None,
+        max_risk_per_trade_pct: Percent = None,
+        deny_symbols_add: DenyAdd = None,
+        deny_symbols_remove: DenyRemove = None,
+        reset: Reset = None,
         *,
         ctx: Context,
     ) -> tuple[list[LimitChange], str] | None:
         """The loosening to ask about and the single-use token its answer is bound to, or None."""
         try:
-            planned = risk.plan_limit_changes(limit_changes(locals()), deny_symbols_add)
+            planned = plan(locals())
         except HeablError:
             return None  # the body reports the error
         if not any(c.loosens for c in planned) or not client_can_ask(ctx):
@@ -102,24 +123,24 @@ def register(server: MCPServer, app: App) -> None:
         reason: Reason,
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_loosen)],
         consent: Annotated[tuple[list[LimitChange], str] | None, Resolve(consent_to_loosen)],
-        max_order_notional: Number = None,
-        max_position_fraction: Number = None,
-        max_total_exposure: Number = None,
-        max_open_orders: Number = None,
-        daily_loss_limit: Number = None,
-        max_leverage: Number = None,
-        risk_per_trade_pct: Number = None,
-        max_risk_per_trade_pct: Number = None,
-        deny_symbols_add: Annotated[
-            NameList | None, Field(description="Symbol patterns to deny, e.g. ['DOGE/*'].")
-        ] = None,
+        max_order_notional: Notional = None,
+        max_position_fraction: Fraction = None,
+        max_total_exposure: Exposure = None,
+        max_open_orders: OrderCount = None,
+        daily_loss_limit: LossLimit = None,
+        max_leverage: Leverage = None,
+        risk_per_trade_pct: Percent = None,
+        max_risk_per_trade_pct: Percent = None,
+        deny_symbols_add: DenyAdd = None,
+        deny_symbols_remove: DenyRemove = None,
+        reset: Reset = None,
     ) -> LimitsChangeResult:
         """Change risk limits. Tightening (a lower limit, a denied symbol) applies at once. Loosening
         asks the user through the client and applies only if they accept; a client that cannot ask
         gets `confirmation_required` and nothing changes. No limit can go above the user's configured
         ceiling (HEABLCOIN_RISK_* settings). Fractions are 0-1 (0.25 = 25 % of equity); money is in the
-        quote asset."""
-        planned = risk.plan_limit_changes(limit_changes(locals()), deny_symbols_add)
+        quote asset. `reset` and `deny_symbols_remove` undo earlier tightening."""
+        planned = plan(locals())
         if not planned:
             return LimitsChangeResult(
                 applied=False, message="nothing to change", changes=[], limits=risk.limits().as_dict()
@@ -151,7 +172,7 @@ def register(server: MCPServer, app: App) -> None:
     @server.tool(title="Set trading state", annotations=CHANGES_STATE)
     async def set_trading_state(
         state: Annotated[
-            Literal["ACTIVE", "REDUCING", "HALTED"],
+            Literal["ACTIVE", "REDUCING", "HALTED"], Upper,
             Field(
                 description="ACTIVE: normal. REDUCING: only orders that reduce exposure. HALTED: "
                 "cancel every open order on every account and refuse new ones."

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.tasks.queue import TaskView, parse_priority
 from heablcoin_mcp.core.tasks.taskflow import Published, Waited
-from heablcoin_mcp.tools._types import READ_ONLY, NameList
+from heablcoin_mcp.tools._types import READ_ONLY, NameList, Upper
 
 QUEUES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -72,7 +72,7 @@ def register(server: MCPServer, app: App) -> None:
 
     @server.tool(title="List tasks", annotations=READ_ONLY)
     def list_enhanced_tasks(
-        status: Annotated[Status | None, Field(description="Only this status.")] = None,
+        status: Annotated[Status | None, Upper, Field(description="Only this status.")] = None,
         priority_min: Annotated[str | int | None, Field(description="At least this priority.")] = None,
         tags: Annotated[NameList | None, Field(description="Having all these tags.")] = None,
         name: Annotated[str | None, Field(description="Only this handler.")] = None,

@@ -15,7 +15,7 @@ from heablcoin_mcp.core.books.models import FillView, OrderOutcome, OrderRequest
 from heablcoin_mcp.core.trading.portfolio import PnlReport, PortfolioView
 from heablcoin_mcp.errors import RiskRejected
 from heablcoin_mcp.tools._confirm import Confirm, answered_yes, client_can_ask, question, was_asked
-from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, OptionalSymbol, Symbol
+from heablcoin_mcp.tools._types import MARKET_READ, AccountFilter, Lower, OptionalSymbol, Symbol
 
 ORDER_ARGUMENTS = ("symbol", "side", "amount", "amount_unit", "order_type", "price", "stop_price", "stop_loss",
                    "take_profit", "reduce_only", "client_order_id", "account")
@@ -73,15 +73,15 @@ def register(server: MCPServer, app: App) -> None:
     @server.tool(title="Place order", annotations=PLACES_ORDERS)
     async def place_order(
         symbol: Symbol,
-        side: Annotated[Literal["buy", "sell"], Field(description="buy or sell")],
+        side: Annotated[Literal["buy", "sell"], Lower, Field(description="buy or sell")],
         amount: Annotated[float | str, Field(description="How much, in amount_unit. Must be positive.")],
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_to_place)],
         outcome: Annotated[OrderOutcome, Resolve(preview_order)],
         amount_unit: Annotated[
-            Literal["base", "quote"], Field(description="'base' = coins (0.01 BTC); 'quote' = money (100 USDT).")
+            Literal["base", "quote"], Lower, Field(description="'base' = coins (0.01 BTC); 'quote' = money (100 USDT).")
         ] = "base",
         order_type: Annotated[
-            Literal["market", "limit", "stop", "stop_limit"],
+            Literal["market", "limit", "stop", "stop_limit"], Lower,
             Field(description="market, limit (needs price), stop (needs stop_price), stop_limit (needs both)"),
         ] = "market",
         price: Price = None,
@@ -147,7 +147,8 @@ def register(server: MCPServer, app: App) -> None:
 
     @server.tool(title="Orders", annotations=MARKET_READ)
     def get_orders(
-        status: Annotated[Literal["open", "closed", "all"], Field(description="open, closed or all")] = "open",
+        status: Annotated[Literal["open", "closed", "all"], Lower,
+                          Field(description="open, closed or all")] = "open",
         symbol: OptionalSymbol = None,
         account: AccountFilter = None,
         limit: Annotated[int, Field(description="Newest first, 1-500.", ge=1, le=500)] = 50,
@@ -179,7 +180,8 @@ def register(server: MCPServer, app: App) -> None:
     async def get_pnl_report(
         account: Account = "default",
         period: Annotated[
-            Literal["day", "week", "month", "all"], Field(description="day, week or month (calendar, UTC) or all")
+            Literal["day", "week", "month", "all"], Lower,
+            Field(description="day, week or month (calendar, UTC) or all"),
         ] = "all",
     ) -> PnlReport:
         """Realised and unrealised PnL, fees, trade count, win rate of closing trades, and the maximum

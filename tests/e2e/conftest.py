@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 SERVER = [sys.executable, "-m", "heablcoin_mcp"]
-# The official TypeScript SDK client, MCP Inspector and the conformance suite, pinned in package-lock.json, installed on first use.
+# The official TypeScript SDK client, MCP Inspector and the conformance suite, pinned in
+# package-lock.json, installed on first use.
 CLIENT_DIR = Path(__file__).parent / "ts_client"
 
 

@@ -11,8 +11,12 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.types import PromptReference, ResourceTemplateReference, ResourceUpdatedNotification
-from mcp.types import LoggingMessageNotification
+from mcp.types import (
+    LoggingMessageNotification,
+    PromptReference,
+    ResourceTemplateReference,
+    ResourceUpdatedNotification,
+)
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import Settings
@@ -23,6 +27,7 @@ from tests.integration.test_trading_tools import BUY_ONE, answering, data
 
 pytestmark = pytest.mark.anyio
 SECRET = "sk-live-0123456789abcdef0123"
+SLEEP = {"name": "system.sleep", "payload": {"seconds": 0}}
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ async def test_a_task_finished_elsewhere_is_pushed(app: App) -> None:
     """A worker process finishes tasks; the push comes from the database, not from this process's calls."""
     inbox = Inbox()
     async with legacy(app, inbox) as client:
-        published = data(await client.call_tool("publish_enhanced_task", {"name": "system.sleep", "payload": {"seconds": 0}}))
+        published = data(await client.call_tool("publish_enhanced_task", SLEEP))
         uri = f"heablcoin://tasks/{published['task']['id']}"
         await anyio.sleep(1.5)  # the creation has been seen
         await subscribe(client, uri)
@@ -102,8 +107,8 @@ async def test_a_task_finished_elsewhere_is_pushed(app: App) -> None:
 
 
 async def test_the_2026_era_gets_the_same_pushes_over_subscriptions_listen(app: App) -> None:
-    async with Client(build_server(app), mode="auto", elicitation_callback=answering(True)) as client:
-        async with client.listen(resource_subscriptions=["heablcoin://portfolio/default"]) as stream:
+    modern = Client(build_server(app), mode="auto", elicitation_callback=answering(True))
+    async with modern as client, client.listen(resource_subscriptions=["heablcoin://portfolio/default"]) as stream:
             data(await client.call_tool("place_order", BUY_ONE))
             with anyio.fail_after(6):
                 event = await stream.__anext__()
@@ -154,7 +159,7 @@ async def test_completions_offer_symbols_timeframes_accounts_and_ids(app: App) -
         order = data(await client.call_tool("place_order", BUY_ONE))
         review = PromptReference(type="ref/prompt", name="post_trade_review")
         assert order["order"]["id"] in await values(review, "order_id", order["order"]["id"][:4])
-        published = data(await client.call_tool("publish_enhanced_task", {"name": "system.sleep", "payload": {"seconds": 0}}))
+        published = data(await client.call_tool("publish_enhanced_task", SLEEP))
         task = ResourceTemplateReference(type="ref/resource", uri="heablcoin://tasks/{task_id}")
         assert await values(task, "task_id", published["task"]["id"]) == [published["task"]["id"]]
         assert await values(PromptReference(type="ref/prompt", name="nothing"), "arg1", "x") == []

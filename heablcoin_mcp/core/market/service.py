@@ -91,6 +91,11 @@ def normalise_symbol(symbol: str) -> str:
     return symbol.strip().upper().replace("-", "/").replace("_", "/")
 
 
+def squeezed(symbol: str) -> str:
+    """The symbol as a person might type it without separators: SOL/USDT -> SOLUSDT."""
+    return "".join(ch for ch in symbol.upper() if ch.isalnum())
+
+
 class MarketService:
     def __init__(self, source: MarketData, cache: TTLCache, clock: Clock) -> None:
         self.source = source
@@ -129,7 +134,7 @@ class MarketService:
         return await self._cached(("markets",), MARKETS_TTL, self.source.markets)
 
     async def market(self, symbol: str) -> MarketInfo:
-        """The market for a symbol, accepting any case and '-' or '_' as separator.
+        """The market for a symbol, accepting any case, '-' or '_' as separator, or none (SOLUSDT).
 
         Raises:
             NotFound: unknown symbol, with close matches in the hint.
@@ -140,6 +145,9 @@ class MarketService:
         wanted = normalise_symbol(symbol)
         if wanted in markets:
             return markets[wanted]
+        unseparated = [name for name in markets if squeezed(name) == squeezed(wanted)]
+        if len(unseparated) == 1:
+            return markets[unseparated[0]]
         suggestions = suggest_symbols(wanted, list(markets))
         hint = (f"Did you mean {' or '.join(suggestions)}?" if suggestions
                 else "Call list_markets to see the symbols this exchange trades.")
@@ -152,10 +160,14 @@ class MarketService:
     async def timeframe(self, timeframe: str) -> str:
         available = await self.timeframes()
         value = timeframe.strip() if isinstance(timeframe, str) else timeframe
-        if value not in available:
-            raise InvalidInput(f"unsupported timeframe {timeframe!r} on {self.exchange}",
-                               hint=f"Use one of: {', '.join(available)}.")
-        return str(value)
+        if value in available:
+            return str(value)
+        # 4H means 4h; but 1M is a month and 1m a minute, so m/M is never guessed.
+        same = [tf for tf in available if isinstance(value, str) and tf.lower() == value.lower()]
+        if len(same) == 1 and not value.lower().endswith("m"):
+            return same[0]
+        raise InvalidInput(f"unsupported timeframe {timeframe!r} on {self.exchange}",
+                           hint=f"Use one of: {', '.join(available)} (m = minute, M = month).")
 
     @staticmethod
     def check_range(name: str, value: int, low: int, high: int) -> int:
@@ -189,10 +201,10 @@ class MarketService:
 
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, since: int | None = None) -> OhlcvReport:
         rows = await self.candles(symbol, timeframe, limit, since)
-        market = await self.market(symbol)
+        market, tf = await self.market(symbol), await self.timeframe(timeframe)
         now = self._now_ms()
-        open_candle = bool(rows) and rows[-1][0] + TIMEFRAME_SECONDS[timeframe.strip()] * 1000 > now
-        return OhlcvReport(**self._stamp(now), symbol=market.symbol, timeframe=timeframe.strip(), rows=rows,
+        open_candle = bool(rows) and rows[-1][0] + TIMEFRAME_SECONDS[tf] * 1000 > now
+        return OhlcvReport(**self._stamp(now), symbol=market.symbol, timeframe=tf, rows=rows,
                            count=len(rows), last_candle_open=open_candle)
 
     async def order_book(self, symbol: str, depth: int) -> OrderBookReport:

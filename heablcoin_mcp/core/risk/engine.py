@@ -7,8 +7,10 @@ right before anything is sent. Loosening (a higher limit, leaving HALTED) requir
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,6 +29,8 @@ from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 STATE_KEY = "trading_state"
 MAX_DENY_PATTERNS = 200
 DENY_PATTERN = re.compile(r"^[A-Z0-9*?/:._\[\]!-]{1,40}$")
+FRACTION_LIMITS = ("max_position_fraction", "max_total_exposure")  # 0.2 = 20 % of equity
+RESETTABLE = (*NUMERIC_LIMITS, "deny_symbols")
 
 
 class TradingStateView(BaseModel):
@@ -90,11 +94,16 @@ class RiskEngine:
         numeric, deny = self._overrides()
         return self.configured.tightened_by(numeric, deny)
 
-    def plan_limit_changes(self, changes: dict[str, object], deny_symbols_add: list[str] | None) -> list[LimitChange]:
-        """What would change, and whether each change loosens risk.
+    def plan_limit_changes(self, changes: dict[str, object], deny_symbols_add: list[str] | None = None, *,
+                           reset: list[str] | None = None,
+                           deny_symbols_remove: list[str] | None = None) -> list[LimitChange]:
+        """What would change, and whether each change loosens risk. ``reset`` puts limits back to their
+        configured value (``deny_symbols``: every denial added by a tool); ``deny_symbols_remove``
+        lifts added denials that equal or match a symbol. Both may loosen, like raising a limit.
 
         Raises:
-            InvalidInput: unknown limit, not a positive number, or above the configured ceiling.
+            InvalidInput: unknown limit, not a positive number, a percentage given for a fraction, above
+                the configured ceiling, or a denial that was not added by a tool.
         """
         current = self.limits()
         planned = []
@@ -105,6 +114,10 @@ class RiskEngine:
             if value <= 0:
                 raise InvalidInput(f"{name} must be positive, got {value}")
             ceiling = Decimal(getattr(self.configured, name))
+            if name in FRACTION_LIMITS and value > ceiling and value / 100 <= ceiling:
+                raise InvalidInput(
+                    f"{name} is a fraction of equity (0.2 = 20 %), not a percentage: {value} would be "
+                    f"{text(value * 100)} %", hint=f"For {value} % pass {text(value / 100)}.")
             if value > ceiling:
                 raise InvalidInput(
                     f"{name} {value} is above the configured ceiling {ceiling}",
@@ -112,29 +125,63 @@ class RiskEngine:
                          "in the server's configuration.")
             before = Decimal(getattr(current, name))
             planned.append(LimitChange(name=name, before=text(before), after=text(value), loosens=value > before))
-        patterns = [p.strip().upper() for p in deny_symbols_add or []]
+        planned += self._plan_resets(current, [r.strip().lower() for r in reset or []], set(changes))
+        planned += self._plan_deny(current, deny_symbols_add or [], deny_symbols_remove or [])
+        return list({(c.name, c.before, c.after): c for c in planned}.values())
+
+    def _plan_resets(self, current: RiskLimits, names: list[str], also_set: set[str]) -> list[LimitChange]:
+        planned = []
+        for name in dict.fromkeys(names):
+            if name not in RESETTABLE:
+                raise InvalidInput(f"cannot reset {name!r}", hint=f"Reset any of: {', '.join(RESETTABLE)}.")
+            if name in also_set:
+                raise InvalidInput(f"{name} is both set and reset", hint="Give a new value or reset it, not both.")
+            if name == "deny_symbols":
+                planned += [LimitChange(name="deny_symbols_remove", before=p, after="removed", loosens=True)
+                            for p in self._overrides()[1]]
+                continue
+            before, after = Decimal(getattr(current, name)), Decimal(getattr(self.configured, name))
+            if before != after:
+                planned.append(LimitChange(name=name, before=text(before), after=text(after), loosens=after > before))
+        return planned
+
+    def _plan_deny(self, current: RiskLimits, add: list[str], remove: list[str]) -> list[LimitChange]:
+        patterns = [p.strip().upper() for p in [*add, *remove]]
         bad = [p for p in patterns if not DENY_PATTERN.match(p)]
         if bad:
             raise InvalidInput(f"deny pattern {bad[0][:40]!r} is not a symbol pattern",
                                hint="Use symbols or shell patterns of up to 40 characters, e.g. DOGE/* or *:USDT.")
-        fresh = [p for p in dict.fromkeys(patterns) if p not in current.deny_symbols]
+        stored = self._overrides()[1]
+        planned = []
+        for wanted in dict.fromkeys(patterns[len(add):]):
+            lifted = [p for p in stored if p == wanted or fnmatch.fnmatchcase(wanted, p)]
+            if not lifted:
+                configured = [p for p in self.configured.deny_symbols if p == wanted or fnmatch.fnmatchcase(wanted, p)]
+                raise InvalidInput(
+                    f"{wanted} is denied by the configuration ({', '.join(configured)})" if configured
+                    else f"{wanted} is not denied by any pattern a tool added",
+                    hint="Only the user can change HEABLCOIN_RISK_DENY_SYMBOLS." if configured
+                    else "get_risk_parameters lists the deny patterns in force.")
+            planned += [LimitChange(name="deny_symbols_remove", before=p, after="removed", loosens=True)
+                        for p in lifted if all(c.before != p for c in planned)]
+        fresh = [p for p in dict.fromkeys(patterns[:len(add)]) if p not in current.deny_symbols]
         if len(current.deny_symbols) + len(fresh) > MAX_DENY_PATTERNS:
             raise InvalidInput(f"at most {MAX_DENY_PATTERNS} deny patterns; {len(current.deny_symbols)} are in force",
                                hint="Use wider patterns (e.g. 'DOGE/*') instead of one per market.")
-        for pattern in fresh:
-            planned.append(LimitChange(name="deny_symbols", before=f"{len(current.deny_symbols)} pattern(s)",
-                                       after=pattern, loosens=False))
+        planned += [LimitChange(name="deny_symbols", before=f"{len(current.deny_symbols)} pattern(s)", after=p,
+                                loosens=False) for p in fresh]
         return planned
 
     @staticmethod
     def loosen_action(planned: list[LimitChange]) -> str:
         """What a user's consent to these changes is bound to."""
-        return "limits:" + json.dumps(sorted((c.name, c.after) for c in planned))
+        return "limits:" + json.dumps(sorted((c.name, c.before, c.after) for c in planned))
 
     def apply_limit_changes(self, planned: list[LimitChange], reason: str, *, confirmed: bool = False,
                             consent: str | None = None) -> RiskLimits:
         """Apply the changes. A loosening needs the user: ``consent`` (their answer's token, spent here,
-        in the same transaction) or ``confirmed`` (the user acting themselves, as in the CLI).
+        in the same transaction) or ``confirmed`` (the user acting themselves, as in the CLI). A limit
+        back at its configured value keeps no override, so a later change of the setting applies.
 
         Raises:
             ConfirmationRequired: a change loosens risk without the user, or their answer was spent or expired.
@@ -143,8 +190,8 @@ class RiskEngine:
         if loosens and not confirmed and consent is None:
             raise ConfirmationRequired(
                 "loosening a risk limit needs the user's confirmation",
-                hint="Ask the user to confirm in a client that supports elicitation, or to change the "
-                     "HEABLCOIN_RISK_* settings themselves.")
+                hint="Ask the user to confirm in a client that supports elicitation, or to run "
+                     "`heablcoin-mcp risk reset` / `heablcoin-mcp risk allow SYMBOL` themselves.")
         now = self.clock.now()
         with self.db.write() as conn:
             if loosens and consent is not None:
@@ -154,15 +201,23 @@ class RiskEngine:
             for change in planned:
                 if change.name == "deny_symbols":
                     deny = tuple(dict.fromkeys((*deny, change.after)))
-                    value = json.dumps(list(deny))
+                elif change.name == "deny_symbols_remove":
+                    deny = tuple(p for p in deny if p != change.before)
+                elif Decimal(change.after) == Decimal(getattr(self.configured, change.name)):
+                    conn.execute("DELETE FROM risk_overrides WHERE key = ?", (change.name,))
                 else:
-                    value = change.after
-                conn.execute("INSERT INTO risk_overrides (key, value, reason, updated_at) VALUES (?, ?, ?, ?) "
-                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, reason = excluded.reason, "
-                             "updated_at = excluded.updated_at", (change.name, value, reason, now))
+                    self._store(conn, change.name, change.after, reason, now)
+            if any(c.name.startswith("deny_symbols") for c in planned):
+                self._store(conn, "deny_symbols", json.dumps(list(deny)), reason, now)
             journal.append(conn, now, "risk_limits_changed", reason=reason,
                            changes=[c.model_dump() for c in planned], confirmed=confirmed)
         return self.limits()
+
+    @staticmethod
+    def _store(conn: sqlite3.Connection, key: str, value: str, reason: str, now: float) -> None:
+        conn.execute("INSERT INTO risk_overrides (key, value, reason, updated_at) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, reason = excluded.reason, "
+                     "updated_at = excluded.updated_at", (key, value, reason, now))
 
     # --- trading state -------------------------------------------------------------------------
 
@@ -238,7 +293,7 @@ class RiskEngine:
             fail("BELOW_EXCHANGE_MIN", f"notional {ctx.notional:.2f} is below the minimum {text(ctx.min_notional)}")
         if ctx.leverage > params.max_leverage:
             fail("LEVERAGE_EXCEEDS_MAX", f"leverage {ctx.leverage} above {params.max_leverage} ({ctx.regime})")
-        if not ctx.reduces_exposure:
+        if not ctx.reduces_exposure and ctx.side == "buy":  # spot: a sell never adds exposure, it needs coins
             failures += self._exposure_rules(ctx, limits, params)
         daily = self.daily_net_pnl()
         if -daily >= limits.daily_loss_limit and not ctx.reduces_exposure:
@@ -248,7 +303,9 @@ class RiskEngine:
             fail("INSUFFICIENT_BALANCE", f"needs {ctx.notional * (1 + ctx.fee_rate):.2f} quote, "
                                          f"{ctx.free_quote:.2f} free")
         if ctx.side == "sell" and ctx.amount > ctx.free_base:
-            fail("INSUFFICIENT_BALANCE", f"sells {text(ctx.amount)}, only {text(ctx.free_base)} free")
+            base = ctx.symbol.split("/")[0]
+            fail("INSUFFICIENT_BALANCE", f"you hold no {base} on account {ctx.account}" if ctx.free_base <= ZERO
+                 else f"sells {text(ctx.amount)} {base}, only {text(ctx.free_base)} free on account {ctx.account}")
         return failures, params
 
     @staticmethod

@@ -31,7 +31,7 @@ def fake_service(fake: FakeBinance, clock: ManualClock) -> MarketService:
     return MarketService(source, TTLCache(clock), clock)
 
 
-@pytest.mark.parametrize("typed", ["BTCUSD", "btcusdt", "BTC/USD"])
+@pytest.mark.parametrize("typed", ["BTCUSD", "BTC/USD", "BTC/USDT:USDT"])
 async def test_unknown_symbol_suggests_the_close_match(sim_service: MarketService, typed: str) -> None:
     with pytest.raises(NotFound) as caught:
         await sim_service.market(typed)
@@ -39,9 +39,15 @@ async def test_unknown_symbol_suggests_the_close_match(sim_service: MarketServic
     assert caught.value.hint is not None and caught.value.hint.startswith("Did you mean BTC/USDT")
 
 
-@pytest.mark.parametrize("typed", ["btc/usdt", " BTC-USDT ", "btc_usdt"])
+@pytest.mark.parametrize("typed", ["btc/usdt", " BTC-USDT ", "btc_usdt", "btcusdt", "BTCUSDT"])
 async def test_symbols_are_accepted_in_any_case_and_separator(sim_service: MarketService, typed: str) -> None:
     assert (await sim_service.market(typed)).symbol == "BTC/USDT"
+
+
+@pytest.mark.parametrize(("typed", "canonical"), [("4H", "4h"), (" 1D", "1d"), ("1W", "1w"), ("15m", "15m")])
+async def test_timeframes_are_read_in_any_case_but_minute_and_month_are_never_guessed(
+        sim_service: MarketService, typed: str, canonical: str) -> None:
+    assert await sim_service.timeframe(typed) == canonical
 
 
 async def test_a_hopeless_symbol_points_to_list_markets(sim_service: MarketService) -> None:
@@ -50,7 +56,7 @@ async def test_a_hopeless_symbol_points_to_list_markets(sim_service: MarketServi
     assert caught.value.hint is not None and "list_markets" in caught.value.hint
 
 
-@pytest.mark.parametrize("timeframe", ["7m", "1H ", "hour", ""])
+@pytest.mark.parametrize("timeframe", ["7m", "1M", "hour", ""])
 async def test_bad_timeframes_list_the_valid_ones(sim_service: MarketService, timeframe: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         await sim_service.candles("BTC/USDT", timeframe, 10)
