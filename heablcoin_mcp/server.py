@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,13 +18,15 @@ from mcp.types import (
     INVALID_PARAMS,
     CallToolResult,
     GetPromptResult,
+    Icon,
     InputRequiredResult,
     SetLevelRequestParams,
     SubscribeRequestParams,
+    ToolAnnotations,
     UnsubscribeRequestParams,
 )
 from mcp.types import Tool as MCPTool
-from pydantic import AnyUrl
+from pydantic import AnyUrl, BaseModel
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
@@ -72,6 +75,21 @@ class HeablServer(MCPServer[App]):
         super().__init__(*args, **kwargs)
         self.redactor = redactor
         self._listed: list[MCPTool] | None = None
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, title: str | None = None,
+                 description: str | None = None, annotations: ToolAnnotations | None = None,
+                 icons: list[Icon] | None = None, meta: dict[str, Any] | None = None,
+                 structured_output: bool | None = None) -> None:
+        """A tool whose result is a model is registered without pydantic's output JSON schema (most of
+        start-up): its published schema is the model's field names and enums (tools/_schemas.py), and
+        results are still validated against the model (the SDK reads these fields on every call)."""
+        returns = inspect.signature(fn, eval_str=True).return_annotation
+        if structured_output is not None or not (isinstance(returns, type) and issubclass(returns, BaseModel)):
+            return super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output)
+        super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output=False)
+        metadata = self._tool_manager.get_tool(name or fn.__name__).fn_metadata  # type: ignore[union-attr]
+        metadata.output_model = returns
+        metadata.output_schema = _schemas.fields_of(returns)
 
     async def list_tools(self) -> list[MCPTool]:
         """The tools with compact schemas (tools/_schemas.py), built once: tools do not change after start."""

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from pydantic import TypeAdapter
 
 from heablcoin_mcp.app import App
 from heablcoin_mcp.config import TOOLSET_NAMES, Settings
 from heablcoin_mcp.server import build_server
+from heablcoin_mcp.tools import _schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "heablcoin_mcp"
@@ -33,10 +35,18 @@ def test_the_package_never_prints() -> None:
     assert offenders == []
 
 
-def test_heavy_libraries_are_not_imported_to_serve_tools_list() -> None:
+@pytest.mark.parametrize("exchange", ["sim", "binance"])
+def test_heavy_libraries_are_not_imported_to_serve_tools_list(tmp_path: Path, exchange: str) -> None:
+    """From start to the first tools/list, on either market: what only a price, an analysis or an
+    outbound call needs loads with that call."""
     probe = (
-        "import sys; import heablcoin_mcp.server, heablcoin_mcp.cli, heablcoin_mcp.http; "
-        "print(sorted(m for m in ('ccxt', 'pandas', 'talib', 'ta', 'numpy') if m in sys.modules))"
+        "import sys, anyio; import heablcoin_mcp.cli, heablcoin_mcp.http, heablcoin_mcp.stdio; "
+        "from heablcoin_mcp.app import App; from heablcoin_mcp.config import Settings; "
+        "from heablcoin_mcp.server import build_server; "
+        f"app = App(Settings(_env_file=None, home={str(tmp_path)!r}, exchange={exchange!r})); "
+        "server = build_server(app); anyio.run(server.list_tools); "
+        "print(sorted(m for m in ('ccxt', 'pandas', 'talib', 'ta', 'numpy', 'httpx', 'tenacity', 'pygments') "
+        "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
@@ -103,3 +113,15 @@ async def test_every_success_result_still_matches_its_advertised_output_schema(t
             result = await client.call_tool(name, arguments)
             assert result.is_error is False, name
             jsonschema.validate(result.structured_content, schemas[name])
+
+
+def test_published_output_schemas_equal_the_shallow_form_of_the_full_schema(tmp_path: Path) -> None:
+    """The start-up shortcut (fields read from the model) publishes exactly what the full pydantic
+    schema would have been made into, for every tool, and every tool takes the shortcut."""
+    settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=TOOLSET_NAMES)  # type: ignore[call-arg]
+    server = build_server(App(settings))
+    tools = server._tool_manager.list_tools()
+    assert tools and all(isinstance(t.fn_metadata.output_model, type) for t in tools)
+    for tool in tools:
+        full = TypeAdapter(tool.fn_metadata.output_model).json_schema()
+        assert tool.output_schema == _schemas.shallow(full), tool.name

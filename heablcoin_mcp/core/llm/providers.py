@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import BaseModel
 
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint
+
+if TYPE_CHECKING:  # httpx loads with the first call, not at start-up
+    import httpx
 
 FaultKind = Literal["server_error", "rate_limited", "timeout", "connection", "auth", "bad_response", "bad_request"]
 ENDPOINT_FAULTS = {"server_error", "rate_limited", "timeout", "connection", "auth", "bad_response"}
@@ -64,6 +66,8 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 async def complete(client: httpx.AsyncClient, endpoint: ApiEndpoint, key: str, messages: list[dict[str, str]],
                    system: str | None, max_tokens: int, temperature: float) -> Reply:
     """One call to one endpoint. Raises CallFailed."""
+    import httpx
+
     if endpoint.provider == "anthropic":
         base = endpoint.base_url
         url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from heablcoin_mcp.core.market.models import (
     TIMEFRAME_SECONDS,
@@ -142,6 +141,8 @@ class CcxtMarketData:
         return self._client
 
     async def _call(self, action: str, fn: Callable[[], Awaitable[T]]) -> T:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_is_network_error),

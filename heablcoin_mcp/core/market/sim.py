@@ -15,8 +15,7 @@ import math
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.models import (
@@ -28,6 +27,9 @@ from heablcoin_mcp.core.market.models import (
     Ticker,
     Trade,
 )
+
+if TYPE_CHECKING:  # numpy loads on the first price, not at start-up
+    import numpy as np
 
 EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z: the first simulated candle
 MINUTE_MS = 60_000
@@ -132,6 +134,8 @@ class SimMarketData:
         )
 
     async def order_book(self, symbol: str, depth: int) -> OrderBook:
+        import numpy as np
+
         now = self._now_ms()
         ticker = await self.ticker(symbol)
         spec = self._specs[symbol]
@@ -146,6 +150,8 @@ class SimMarketData:
         return OrderBook(symbol=symbol, timestamp=now, bids=bids, asks=asks)
 
     async def trades(self, symbol: str, limit: int) -> list[Trade]:
+        import numpy as np
+
         now = self._now_ms()
         minutes = self.candles(symbol, "1m", max(1, math.ceil(limit / 20)) + 1, None)
         spec = self._specs[symbol]
@@ -166,6 +172,8 @@ class SimMarketData:
         return trades[-limit:]
 
     async def derivatives(self, symbol: str) -> Derivatives:
+        import numpy as np
+
         now = self._now_ms()
         last = self.price_at(symbol, now)
         ago_8h = self.price_at(symbol, now - 8 * 3_600_000)
@@ -266,6 +274,8 @@ class SimMarketData:
         return days
 
     def _make_days(self, symbol: str, count: int) -> _Days:
+        import numpy as np
+
         spec = self._specs[symbol]
         rng = np.random.default_rng(_seed(self.seed, symbol, "days"))
         names = list(REGIMES)
@@ -294,6 +304,8 @@ class SimMarketData:
         return math.exp(days.log_close[day - 1]) if day else anchor
 
     def _minute_closes(self, symbol: str, day: int) -> np.ndarray:
+        import numpy as np
+
         key = (symbol, day)
         cached = self._minutes.get(key)
         if cached is not None:
