@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -71,14 +72,30 @@ def invalid_arguments(tool: str, exc: ValidationError) -> InvalidInput:
 
 
 def shape_success(tool: str, result: CallToolResult) -> CallToolResult:
-    """Compact the JSON text and enforce the size cap."""
+    """Round floats to what they mean, compact the JSON text and enforce the size cap."""
     if result.structured_content is None:
         return result
-    text = compact(result.structured_content)
+    data = meaningful(result.structured_content)
+    text = compact(data)
     if len(text) > MAX_RESULT_CHARS:
         return error_result(result_too_large(tool, len(text)))
-    return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=result.structured_content)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def meaningful(data: Any, key: str = "") -> Any:
+    """Percentages (``*_pct``) to 2 decimals and every other float to 10 significant digits: a
+    spread of 10.459999999991851 is 10.46, an EMA of 104503.24706525182 is 104503.2471. Ten digits
+    keep every price tick and minute timestamp exact; money computed in Decimal travels as strings
+    and is never touched."""
+    if isinstance(data, float):
+        if not math.isfinite(data) or data.is_integer():  # timestamps and counts stay exact
+            return data
+        return round(data, 2) if key.endswith("_pct") else float(f"{data:.10g}")
+    if isinstance(data, dict):
+        return {k: meaningful(v, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [meaningful(v, key) for v in data]
+    return data
 
 
 def result_too_large(tool: str, size: int) -> InvalidInput:

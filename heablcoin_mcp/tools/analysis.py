@@ -36,8 +36,8 @@ def register(server: MCPServer, app: App) -> None:
                               "{'rsi': 21, 'sma': {'timeperiod': 50}}."),
         ] = None,
         history: History = 300,
-        series: Annotated[int, Field(description="Also return the last N values of each output (0-500).",
-                                     ge=0, le=500)] = 0,
+        series: Annotated[int, Field(description="Also return the last N values of each output (0-100).",
+                                     ge=0, le=100)] = 0,
     ) -> IndicatorsReport:
         """Technical indicators for one market: latest values, and states for the core six (EMA trend,
         RSI >70 / <30, MACD last cross and bars ago, Bollinger width and %b, ADX strength <20 / >25 /

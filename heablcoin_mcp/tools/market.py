@@ -33,7 +33,8 @@ def register(server: MCPServer, app: App) -> None:
     async def get_ohlcv(
         symbol: Symbol,
         timeframe: Timeframe = "1h",
-        limit: Annotated[int, Field(description="Number of candles, newest last (1-1000).", ge=1, le=1000)] = 100,
+        limit: Annotated[int, Field(description="Number of candles, newest last (1-300); page back with since.",
+                                    ge=1, le=300)] = 100,
         since: Annotated[
             int | str | None,
             Field(description="Start time: ISO-8601 ('2024-05-01T00:00:00Z') or ms since the epoch. "
@@ -67,7 +68,8 @@ def register(server: MCPServer, app: App) -> None:
     async def list_markets(
         quote: Annotated[str | None, Field(description="Only this quote currency, e.g. 'USDT'.")] = None,
         search: Annotated[str | None, Field(description="Text in the symbol or base currency, e.g. 'BTC'.")] = None,
-        limit: Annotated[int, Field(description="Maximum markets returned (1-500).", ge=1, le=500)] = 50,
+        limit: Annotated[int, Field(description="Maximum markets returned (1-100); narrow with quote or "
+                                                "search.", ge=1, le=100)] = 50,
     ) -> MarketsReport:
         """Markets the exchange trades, with price tick, amount step, minimum amount and notional,
         and maker/taker fees. Use it to find the exact symbol before other tools, or to explain an

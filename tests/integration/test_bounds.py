@@ -58,3 +58,34 @@ async def test_unbounded_or_non_finite_task_input_is_refused_and_stores_nothing(
     assert refused["code"] == "invalid_input", refused
     assert rows(app) == before
     assert len(json.dumps(refused)) < 2_000  # the error names the problem; it does not echo the input
+
+
+CONTEXT_BUDGET = 25_000  # characters a result may cost the model at its defaults and at the capped maxima
+SIZED_CALLS = [
+    ("get_ticker", {"symbol": "BTC/USDT"}),
+    ("get_ohlcv", {"symbol": "BTC/USDT"}),
+    ("get_ohlcv", {"symbol": "BTC/USDT", "timeframe": "1m", "limit": 300}),
+    ("get_order_book", {"symbol": "BTC/USDT", "depth": 100}),
+    ("list_markets", {"limit": 100}),
+    ("market_analysis", {"symbol": "BTC/USDT"}),
+    ("compute_indicators", {"symbol": "BTC/USDT"}),
+    ("compute_indicators", {"symbol": "BTC/USDT", "series": 100}),
+    ("scan_market", {"symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "DOGE/USDT"]}),
+    ("get_system_health", {}),
+    ("get_risk_parameters", {"symbol": "BTC/USDT"}),
+]
+
+
+async def test_results_fit_the_context_budget_and_floats_say_only_what_they_mean(tmp_path: Path) -> None:
+    app = App(Settings(_env_file=None, home=tmp_path, exchange="sim"))  # type: ignore[call-arg]
+    async with Client(build_server(app)) as client:
+        sizes = {}
+        for name, arguments in SIZED_CALLS:
+            result = await client.call_tool(name, arguments)
+            assert result.is_error is False, (name, result.content)
+            sizes[(name, json.dumps(arguments))] = len(result.content[0].text)  # type: ignore[union-attr]
+        ticker = json.loads((await client.call_tool("get_ticker", {"symbol": "BTC/USDT"})).content[0].text)  # type: ignore[union-attr]
+    assert {call: size for call, size in sizes.items() if size > CONTEXT_BUDGET} == {}
+    assert ticker["spread_pct"] == round(ticker["spread_pct"], 2)
+    assert ticker["spread"] == float(f"{ticker['spread']:.10g}")
+    assert ticker["ask"] - ticker["bid"] == pytest.approx(ticker["spread"], abs=1e-6)

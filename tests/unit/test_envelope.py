@@ -61,3 +61,12 @@ def test_a_normal_result_is_compact_json_text() -> None:
     text = shaped.content[0]
     assert isinstance(text, TextContent)
     assert text.text == '{"a":1,"b":[1,2]}'
+
+
+def test_floats_are_rounded_to_what_they_mean_and_nothing_else_changes() -> None:
+    raw = {"spread": 10.459999999991851, "change_24h_pct": 4.695344257048206, "ema": 104503.24706525182,
+           "rows": [[1796073720000.0, 0.000012345678912]], "fee": "0.10548128", "count": 3, "nan": float("nan")}
+    shaped = _envelope.meaningful(raw)
+    assert shaped["spread"] == 10.46 and shaped["change_24h_pct"] == 4.7 and shaped["ema"] == 104503.2471
+    assert shaped["rows"] == [[1796073720000.0, 0.00001234567891]]
+    assert shaped["fee"] == "0.10548128" and shaped["count"] == 3 and shaped["nan"] != shaped["nan"]
