@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     client = commands.add_parser("client-config", help="print the config block for a desktop client")
     client.add_argument("client", choices=["claude", "cursor", "windsurf", "vscode"])
     client.add_argument("--sim", action="store_true", help="use the offline simulated market")
+    client.add_argument("--uvx", metavar="SOURCE", help="start it with uvx from SOURCE (a path or git+https URL)")
     state = commands.add_parser("trading-state", help="set the trading state yourself (e.g. leave HALTED)")
     state.add_argument("state", choices=["active", "reducing", "halted"])
     state.add_argument("--reason", default="set from the command line")
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "client-config":
         from heablcoin_mcp.client_config import render
 
-        block, where = render(args.client, sim=args.sim)
+        block, where = render(args.client, sim=args.sim, uvx_source=args.uvx)
         sys.stdout.write(block + "\n")
         sys.stderr.write(where + "\n")
         return 0

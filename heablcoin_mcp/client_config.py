@@ -2,7 +2,9 @@
 
 A pasted config that names a bare `heablcoin-mcp` fails with `spawn heablcoin-mcp ENOENT` when the
 command lives in a virtual environment the client does not know. The block names the absolute
-path of the command that is running now (or this Python with `-m heablcoin_mcp`).
+path of the command that is running now (or this Python with `-m heablcoin_mcp`); with
+``uvx_source`` it names uvx instead, which runs the server from that source (a path or a git URL)
+without installing it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ def launch_command() -> list[str]:
     return [str(Path(sys.executable).absolute()), "-m", "heablcoin_mcp"]
 
 
-def config_block(client: str, *, sim: bool) -> dict[str, object]:
+def uvx_command(source: str) -> list[str]:
+    """uvx by absolute path when it is on this PATH: desktop clients often start with a shorter one."""
+    uvx = shutil.which("uvx")
+    return [str(Path(uvx).absolute()) if uvx else "uvx", "--from", source, "heablcoin-mcp"]
+
+
+def config_block(client: str, *, sim: bool, uvx_source: str | None = None) -> dict[str, object]:
     """The JSON the client's config file takes for this server.
 
     Raises:
@@ -42,7 +50,7 @@ def config_block(client: str, *, sim: bool) -> dict[str, object]:
     """
     if client not in CLIENTS:
         raise ValueError(f"unknown client {client!r}; one of {', '.join(CLIENTS)}")
-    command, *args = launch_command()
+    command, *args = uvx_command(uvx_source) if uvx_source else launch_command()
     env = {"HEABLCOIN_TRADING_MODE": "paper", **({"HEABLCOIN_EXCHANGE": "sim"} if sim else {})}
     server: dict[str, object] = {"command": command, "args": [*args, "serve"], "env": env}
     if client == "vscode":
@@ -50,8 +58,8 @@ def config_block(client: str, *, sim: bool) -> dict[str, object]:
     return {"mcpServers": {"heablcoin": server}}
 
 
-def render(client: str, *, sim: bool) -> tuple[str, str]:
+def render(client: str, *, sim: bool, uvx_source: str | None = None) -> tuple[str, str]:
     """(the JSON block for stdout, where it goes for stderr)."""
     where = (f"Paste into {CONFIG_FILES[client]} (merge with any servers already there), then restart the "
              f"client.{'' if sim else ' Add HEABLCOIN_EXCHANGE=sim to the env block to try it offline.'}")
-    return json.dumps(config_block(client, sim=sim), indent=2), where
+    return json.dumps(config_block(client, sim=sim, uvx_source=uvx_source), indent=2), where
