@@ -25,13 +25,17 @@ class ScriptedMarket:
         self.price = price
         self.book_levels = [(0.1, 5.0), (0.2, 5.0), (0.5, 10.0)]  # (distance from price, amount)
         self.extremes: dict[int, tuple[float, float]] = {}  # minute start ms -> (high, low)
+        self.opens: dict[int, float] = {}  # minute start ms -> open, for gaps
 
     def set_price(self, price: float) -> None:
         self.price = price
 
-    def spike(self, minute_ms: int, high: float, low: float) -> None:
-        """Make the 1m candle starting at ``minute_ms`` reach these extremes."""
-        self.extremes[minute_ms - minute_ms % MINUTE_MS] = (high, low)
+    def spike(self, minute_ms: int, high: float, low: float, open: float | None = None) -> None:
+        """Make the 1m candle containing ``minute_ms`` reach these extremes (and open there: a gap)."""
+        minute = minute_ms - minute_ms % MINUTE_MS
+        self.extremes[minute] = (high, low)
+        if open is not None:
+            self.opens[minute] = open
 
     async def markets(self) -> dict[str, MarketInfo]:
         return {s: MarketInfo(symbol=s, base=s.split("/")[0], quote="USDT", type="spot", active=True,
@@ -57,7 +61,7 @@ class ScriptedMarket:
             for minute, (h, lo) in self.extremes.items():
                 if ts <= minute < ts + tf_ms:
                     high, low = max(high, h), min(low, lo)
-            rows.append([float(ts), self.price, high, low, self.price, 10.0])
+            rows.append([float(ts), self.opens.get(ts, self.price), high, low, self.price, 10.0])
         return rows[:limit]
 
     async def order_book(self, symbol: str, depth: int) -> OrderBook:

@@ -304,8 +304,11 @@ class RiskEngine:
                                          f"{ctx.free_quote:.2f} free")
         if ctx.side == "sell" and ctx.amount > ctx.free_base:
             base = ctx.symbol.split("/")[0]
-            fail("INSUFFICIENT_BALANCE", f"you hold no {base} on account {ctx.account}" if ctx.free_base <= ZERO
-                 else f"sells {text(ctx.amount)} {base}, only {text(ctx.free_base)} free on account {ctx.account}")
+            held = ctx.position_quantity - max(ctx.free_base, ZERO)
+            fail("INSUFFICIENT_BALANCE",
+                 (f"you hold no {base} on account {ctx.account}" if ctx.position_quantity <= ZERO
+                  else f"sells {text(ctx.amount)} {base}, only {text(ctx.free_base)} free on account {ctx.account}")
+                 + (f"; {text(held)} {base} is held by open orders (cancel them first)" if held > ZERO else ""))
         return failures, params
 
     @staticmethod

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from decimal import Decimal
 
-from heablcoin_mcp.core.books import journal
+from heablcoin_mcp.core.books import journal, ledger
 from heablcoin_mcp.core.books.models import OrderView
+from heablcoin_mcp.core.books.money import text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading.records import OPEN_STATUSES, cancel_row
@@ -20,7 +22,10 @@ def attach(db: Database, clock: Clock, parent: OrderView) -> list[str]:
         return []
     now = clock.now()
     children = []
+    base = parent.symbol.split("/")[0]
+    amount = Decimal(parent.filled)
     with db.write() as conn:
+        ledger.lock(conn, parent.account, base, amount)  # once for the pair: only one leg can ever sell them
         for kind, price_column, level in (
             ("stop", "stop_price", row["stop_loss"]),
             ("limit", "price", row["take_profit"]),
@@ -47,6 +52,9 @@ def attach(db: Database, clock: Clock, parent: OrderView) -> list[str]:
                     now,
                 ),
             )
+            if not children:  # the first leg holds the pair's lock; the one that acts takes it over
+                conn.execute("UPDATE orders SET locked_asset = ?, locked_amount = ? WHERE id = ?",
+                             (base, text(amount), child_id))
             journal.append(
                 conn,
                 now,

@@ -21,7 +21,7 @@ from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading import brackets, paper
 from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
 from heablcoin_mcp.core.trading.pricing import BOOK_DEPTH, Priced, fee_of
-from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords, spend_token
+from heablcoin_mcp.core.trading.records import OPEN_STATUSES, OrderRecords, move_lock, open_partner, spend_token
 from heablcoin_mcp.errors import HeablError, OutcomeUnknown, RiskRejected
 
 
@@ -109,11 +109,14 @@ class Executor:
             await self._rest(order_id, priced)
             return
         book = await self.market.order_book(priced.market.symbol, BOOK_DEPTH)
+        # Beyond the book the walk slips from the last price: the preview's expected price already
+        # carries that slippage, and slipping it again would charge it twice.
+        last = Decimal(str((await self.market.ticker(priced.market.symbol)).last))
         slices = paper.walk_book(
             book.asks if req.side == "buy" else book.bids,
             req.side,
             amount=priced.base_amount,
-            fallback_price=priced.expected,
+            fallback_price=last,
             slippage_bps=self.slippage_bps,
         )
         self.fill(order_id, slices, "taker", priced.fee_rate)
@@ -210,14 +213,21 @@ class Executor:
             )
 
     def fill(
-        self, order_id: str, slices: list[paper.Slice], liquidity: str, fee_rate: Decimal, *, final: bool = True
+        self, order_id: str, slices: list[paper.Slice], liquidity: str, fee_rate: Decimal, *, final: bool = True,
+        at: float | None = None,
     ) -> None:
-        """Book fills for an order in one transaction, re-reading it first so nothing fills twice."""
+        """Book fills for an order in one transaction, re-reading it first so nothing fills twice.
+        ``at``: when the market traded (a resting order caught up from candles); default now."""
         now = self.clock.now()
+        traded = now if at is None else min(at, now)
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
             if row["status"] not in ("new", *OPEN_STATUSES):
                 return
+            partner = open_partner(conn, row)
+            if partner is not None and Decimal(partner["locked_amount"]) > 0:  # this leg fills: it takes the lock
+                move_lock(conn, partner, order_id)
+                row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
             market_base, market_quote = row["symbol"].split("/")
             remaining = Decimal(row["amount"]) - Decimal(row["filled"])
             locked = Decimal(row["locked_amount"])
@@ -244,7 +254,7 @@ class Executor:
                             fee,
                             liquidity,
                             use,
-                            now,
+                            traded,
                         ),
                     )
                 except RiskRejected as exc:

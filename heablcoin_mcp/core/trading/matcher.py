@@ -9,6 +9,7 @@ from decimal import Decimal
 import anyio
 
 from heablcoin_mcp.core.books import journal
+from heablcoin_mcp.core.books.money import step_of
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.storage import Database
@@ -98,18 +99,25 @@ class Matcher:
 
     async def _match(self, row: sqlite3.Row) -> int:
         now_ms = int(self.clock.now() * 1000)
-        since = int(row["checked_until"] or now_ms)
-        minutes = max(1, (now_ms - since) // 60_000 + 1)
+        placed_ms = int(row["created_at"] * 1000)
+        since = max(int(row["checked_until"] or now_ms), placed_ms)
+        start = since - since % 60_000
+        minutes = max(1, (now_ms - start) // 60_000 + 1)
         timeframe, count = ("1m", minutes) if minutes <= 1000 else ("1h", minutes // 60 + 1)
-        candles = await self.market.candles(row["symbol"], timeframe, min(count, 5000), since - since % 60_000)
+        candles = await self.market.candles(row["symbol"], timeframe, min(count, 5000), start)
+        market = await self.market.market(row["symbol"])
+        tick = step_of(market.price_tick)
         side, kind = row["side"], row["type"]
         limit = Decimal(row["price"]) if row["price"] else None
         stop = Decimal(row["stop_price"]) if row["stop_price"] else None
         triggered = bool(row["triggered"])
         fill_price: Decimal | None = None
+        filled_at: float | None = None
         liquidity = "maker"
         for candle in candles:
-            high, low = Decimal(str(candle[2])), Decimal(str(candle[3]))
+            if candle[0] < placed_ms:  # prices from before the order existed fill nothing
+                continue
+            opened, high, low = (Decimal(str(v)) for v in candle[1:4])
             if kind in ("stop", "stop_limit") and not triggered:
                 assert stop is not None
                 if not paper.stop_triggered(side, stop, high, low):
@@ -117,11 +125,12 @@ class Matcher:
                 triggered = True
                 self._mark_triggered(row)
                 if kind == "stop":
-                    slip = self.slippage_bps / paper.BPS
-                    fill_price, liquidity = (stop * (1 + slip) if side == "buy" else stop * (1 - slip)), "taker"
+                    fill_price, liquidity = paper.stop_fill_price(side, stop, opened, self.slippage_bps), "taker"
+                    filled_at = candle[0] / 1000
                     break
-            if limit is not None and paper.limit_reached(side, limit, high, low):
-                fill_price = limit
+                continue  # a stop-limit rests as a limit from the next candle: this one's path is unknown
+            if limit is not None and paper.traded_through(side, limit, high, low, tick):
+                fill_price, filled_at = limit, candle[0] / 1000
                 break
         with self.db.write() as conn:
             conn.execute(
@@ -129,10 +138,9 @@ class Matcher:
             )
         if fill_price is None:
             return 0
-        market = await self.market.market(row["symbol"])
         self.executor.fill(
             row["id"], [paper.Slice(fill_price, Decimal(row["amount"]))], liquidity,
-            fee_of(getattr(market, f"{liquidity}_fee")),
+            fee_of(getattr(market, f"{liquidity}_fee")), at=filled_at,
         )
         return 1
 

@@ -173,11 +173,13 @@ class OrderService:
         """
         if token.startswith(BATCH_PREFIX):
             raise InvalidInput("this is a distribution token", hint="Use confirm_distribution for it.")
-        req = OrderRequest.model_validate_json(self._usable_token(token)["request"])
+        confirmation = self._usable_token(token)
+        req = OrderRequest.model_validate_json(confirmation["request"])
         existing = self.records.existing(req)
         if existing is not None:
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")
-        priced = await self.pricer.price(req)
+        seen = OrderPreview.model_validate_json(confirmation["preview"])
+        priced = await self.pricer.price(req, at_most=Decimal(seen.amount))
         if priced.failures:
             with self.db.write() as conn:
                 spend_token(conn, token, self.clock.now(), "rejected")

@@ -3,10 +3,14 @@
 - Market orders walk the order book level by level (average price), paying the taker fee; what
   the visible book cannot absorb fills at the last level moved by ``slippage_bps``. With no book,
   the last price moved by the slippage.
-- Limit orders fill at their price when the market trades through it (maker fee); a limit that is
-  marketable when placed fills at once against the book, up to its price, as a taker.
-- Stop orders trigger when the last price (or a candle's high/low, when catching up) reaches the
-  stop; a stop then fills like a market order, a stop-limit rests as a limit.
+- Limit orders fill at their price when the market trades through it by at least one price tick
+  (maker fee): a touch is not a fill, since the queue ahead at that price may take all of it. A
+  limit that is marketable when placed fills at once against the book, up to its price, as a taker.
+- Stop orders trigger when a candle reaches the stop and fill at the stop, or at the candle's open
+  when it gapped past the stop, moved by the slippage against the order (taker fee); a stop-limit
+  then rests as a limit from the next candle on. A stop already on the wrong side of the market is
+  refused at preview.
+- Only candles that opened after the order was placed can fill it.
 """
 
 from __future__ import annotations
@@ -74,6 +78,18 @@ def stop_triggered(side: str, stop: Decimal, high: Decimal, low: Decimal) -> boo
     return high >= stop if side == "buy" else low <= stop
 
 
-def limit_reached(side: str, limit: Decimal, high: Decimal, low: Decimal) -> bool:
-    """A buy limit fills when price trades down to it; a sell limit when price trades up to it."""
-    return low <= limit if side == "buy" else high >= limit
+def traded_through(side: str, limit: Decimal, high: Decimal, low: Decimal, tick: Decimal | None) -> bool:
+    """A buy limit fills when price trades at least one tick below it; a sell limit, one tick above
+    (strictly beyond it when the tick is unknown)."""
+    if tick:
+        return low <= limit - tick if side == "buy" else high >= limit + tick
+    return low < limit if side == "buy" else high > limit
+
+
+def stop_fill_price(side: str, stop: Decimal, candle_open: Decimal, slippage_bps: Decimal) -> Decimal:
+    """Where a triggered stop fills: at the stop, or at the open when the candle gapped past it, then
+    slipped against the order. Never better than the market it met."""
+    slip = slippage_bps / BPS
+    if side == "buy":
+        return max(stop, candle_open) * (1 + slip)
+    return min(stop, candle_open) * (1 - slip)

@@ -103,7 +103,9 @@ class Pricer:
         self.portfolio, self.accounts, self.records = portfolio, accounts, records
         self.trading_mode, self.slippage_bps = trading_mode, slippage_bps
 
-    async def price(self, req: OrderRequest) -> Priced:
+    async def price(self, req: OrderRequest, *, at_most: Decimal | None = None) -> Priced:
+        """``at_most``: the base amount the user saw and confirmed; re-pricing may shrink an order to
+        fit its quote amount at a new price, never grow it past that."""
         account = self.accounts.get(req.account)
         if account.mode == "live" and self.trading_mode != "live":
             raise ConfigError(
@@ -144,9 +146,11 @@ class Pricer:
             if req.type == "limit" and (expected >= last if req.side == "buy" else expected <= last):
                 warnings.append("the limit is marketable: it fills now against the book, as a taker")
         base = floor_to_step(base, step_of(market.amount_step))
+        if at_most is not None:
+            base = min(base, at_most)
         regime = await self._regime(market.symbol, warnings)
         failures, _ = self.risk.check(await self._context(account.name, market, req, base, expected, fee_rate, regime))
-        failures += bracket_failures(req, expected)
+        failures += bracket_failures(req, expected) + stop_failures(req, ticker.bid, ticker.ask, last)
         if self.market.source.simulated:
             warnings.append("prices come from the offline simulated market")
         return Priced(
@@ -214,6 +218,26 @@ def bracket_failures(req: OrderRequest, expected: Decimal) -> list[RuleFailure]:
             )
         )
     return failures
+
+
+def stop_failures(req: OrderRequest, bid: float | None, ask: float | None, last: Decimal) -> list[RuleFailure]:
+    """A stop already on the wrong side of the market would trigger at once and, filled at the stop,
+    beat the market: venues refuse it, and so do we."""
+    if req.type not in ("stop", "stop_limit") or req.stop_price is None:
+        return []
+    if req.side == "buy":
+        market = Decimal(str(ask)) if ask is not None else last
+        if req.stop_price <= market:
+            return [RuleFailure(code="STOP_WOULD_TRIGGER_IMMEDIATELY", message=(
+                f"a buy stop at {text(req.stop_price)} is at or below the ask {market:.10g}: it would trigger at "
+                "once; use a market or limit order, or a stop above the ask"))]
+    else:
+        market = Decimal(str(bid)) if bid is not None else last
+        if req.stop_price >= market:
+            return [RuleFailure(code="STOP_WOULD_TRIGGER_IMMEDIATELY", message=(
+                f"a sell stop at {text(req.stop_price)} is at or above the bid {market:.10g}: it would trigger "
+                "at once; use a market or limit order, or a stop below the bid"))]
+    return []
 
 
 def fee_of(rate: float | None) -> Decimal:

@@ -107,10 +107,31 @@ def spend_token(conn: sqlite3.Connection, token: str, now: float, outcome: str =
                            hint="A token confirms one order once; call place_order for another.")
 
 
+def open_partner(conn: sqlite3.Connection, row: sqlite3.Row) -> sqlite3.Row | None:
+    """The other open leg of a one-cancels-other pair, if any."""
+    if not row["oco_group"]:
+        return None
+    return conn.execute(f"SELECT * FROM orders WHERE oco_group = ? AND id != ? AND status IN {OPEN_STATUSES}",
+                        (row["oco_group"], row["id"])).fetchone()
+
+
+def move_lock(conn: sqlite3.Connection, source: sqlite3.Row, target_id: str) -> None:
+    """An OCO pair locks the coins once: whichever leg acts holds the lock (no ledger change)."""
+    conn.execute("UPDATE orders SET locked_asset = ?, locked_amount = ? WHERE id = ?",
+                 (source["locked_asset"], source["locked_amount"], target_id))
+    conn.execute("UPDATE orders SET locked_amount = '0' WHERE id = ?", (source["id"],))
+
+
 def cancel_row(conn: sqlite3.Connection, row: sqlite3.Row, reason: str, now: float) -> None:
+    """Cancel an open order and release its funds; a leg of an OCO pair hands its lock to the other
+    leg while that one is still open."""
     locked = Decimal(row["locked_amount"])
     if locked > 0:
-        ledger.unlock(conn, row["account"], row["locked_asset"], locked)
+        partner = open_partner(conn, row)
+        if partner is not None:
+            move_lock(conn, row, partner["id"])
+        else:
+            ledger.unlock(conn, row["account"], row["locked_asset"], locked)
     conn.execute(
         "UPDATE orders SET status = 'cancelled', locked_amount = '0', reason = ?, updated_at = ? WHERE id = ?",
         (reason, now, row["id"]),

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import pytest
 
 from heablcoin_mcp.core.books.money import dec, floor_to_step, text
-from heablcoin_mcp.core.trading.paper import Slice, average, limit_reached, stop_triggered, walk_book
+from heablcoin_mcp.core.trading.paper import Slice, average, stop_fill_price, stop_triggered, traded_through, walk_book
 from heablcoin_mcp.errors import InvalidInput
 
 ASKS = [(100.0, 1.0), (101.0, 2.0)]
@@ -46,11 +46,25 @@ def test_stops_trigger_on_reaching_the_price(side: str, high: float, low: float,
     assert stop_triggered(side, dec(stop), dec(high), dec(low)) is hit
 
 
-@pytest.mark.parametrize(("side", "high", "low", "limit", "hit"), [
-    ("buy", 101, 99, 99, True), ("buy", 101, 99.5, 99, False), ("sell", 101, 99, 101, True),
-    ("sell", 100.9, 99, 101, False)])
-def test_limits_fill_when_traded_through(side: str, high: float, low: float, limit: float, hit: bool) -> None:
-    assert limit_reached(side, dec(limit), dec(high), dec(low)) is hit
+@pytest.mark.parametrize(("side", "high", "low", "limit", "tick", "hit"), [
+    # a touch is not a fill: the market must trade a tick beyond the limit
+    ("buy", 101, 99, 99, "0.01", False), ("buy", 101, "98.99", 99, "0.01", True),
+    ("sell", 101, 99, 101, "0.01", False), ("sell", "101.01", 99, 101, "0.01", True),
+    ("buy", 101, 99, 99, None, False), ("buy", 101, "98.999", 99, None, True),
+    ("buy", 101, "99.5", 99, "0.01", False), ("sell", "100.9", 99, 101, "0.01", False)])
+def test_limits_fill_only_when_traded_through_by_a_tick(side: str, high: object, low: object, limit: float,
+                                                         tick: str | None, hit: bool) -> None:
+    assert traded_through(side, dec(limit), dec(high), dec(low), D(tick) if tick else None) is hit
+
+
+@pytest.mark.parametrize(("side", "stop", "opened", "expected"), [
+    ("sell", 95, 96, D(95) * D("0.9975")),      # reached within the candle: at the stop, slipped
+    ("sell", 95, 90, D(90) * D("0.9975")),      # gapped down through it: at the open, slipped
+    ("buy", 105, 104, D(105) * D("1.0025")),
+    ("buy", 105, 110, D(110) * D("1.0025")),    # gapped up through it
+])
+def test_a_stop_fills_at_the_stop_or_the_gap_never_better(side: str, stop: int, opened: int, expected: D) -> None:
+    assert stop_fill_price(side, D(stop), D(opened), D(25)) == expected
 
 
 def test_money_is_exact_and_rejects_nonsense() -> None:
