@@ -66,6 +66,7 @@ def register(server: MCPServer, app: App) -> None:
         (price_alert with below=60000, fires once), "every hour check my alerts" (schedule=3600).
         Tasks survive restarts; a killed worker's task is picked up again. Follow with
         wait_for_task or get_enhanced_task."""
+        payload, schedule = tasks.alert_schedule(name, payload, schedule)
         spec = tasks.spec(name, payload, priority=priority, timeout=timeout, expires_in=expires_in,
                           depends_on=depends_on, max_retries=max_retries, tags=tags, callback_url=callback_url)
         return tasks.publish(spec, schedule)

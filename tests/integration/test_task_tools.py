@@ -79,7 +79,7 @@ async def test_cancel_retry_and_cleanup_over_mcp(tmp_path: Path) -> None:
 async def test_a_scheduled_task_reports_its_schedule(tmp_path: Path) -> None:
     async with Client(build_server(make_app(tmp_path, worker_concurrency=0))) as client:
         published = ok(await client.call_tool("publish_enhanced_task", {
-            "name": "price_alert", "payload": {"symbol": "BTC/USDT", "below": 1}, "schedule": "0 * * * *"}))
+            "name": "market_analysis", "payload": {"symbol": "BTC/USDT"}, "schedule": "0 * * * *"}))
     assert published["schedule_id"].startswith("sch_") and published["task"]["schedule_id"] == published["schedule_id"]
 
 
@@ -101,3 +101,28 @@ async def test_nonsense_is_refused_and_nothing_is_queued(tmp_path: Path, argumen
         assert error(await client.call_tool("publish_enhanced_task", arguments))["code"] == code
         assert error(await client.call_tool("get_enhanced_task", {"task_id": "tsk_missing"}))["code"] == "not_found"
     assert app.queue.stats()["total"] == 0
+
+
+async def test_what_the_user_asked_for_is_what_is_stored(tmp_path: Path) -> None:
+    async with Client(build_server(make_app(tmp_path))) as client:
+        report = ok(await client.call_tool("publish_enhanced_task", {
+            "name": "generate_report", "payload": {"symbols": ["BTC/USDT", "SOL/USDT"], "timeframe": "4h"}}))["task"]
+        waited = ok(await client.call_tool("wait_for_task", {"task_id": report["id"], "timeout": 30}))
+        unknown = error(await client.call_tool("publish_enhanced_task", {
+            "name": "generate_report", "payload": {"markets": ["BTC/USDT"]}}))
+        hourly = ok(await client.call_tool("publish_enhanced_task", {
+            "name": "price_alert", "payload": {"symbol": "BTC/USDT", "above": 10_000_000}, "schedule": 3600}))
+        cron = error(await client.call_tool("publish_enhanced_task", {
+            "name": "price_alert", "payload": {"symbol": "BTC/USDT", "below": 1}, "schedule": "0 * * * *"}))
+        clash = error(await client.call_tool("publish_enhanced_task", {
+            "name": "price_alert", "payload": {"symbol": "BTC/USDT", "below": 1, "check_every": 60},
+            "schedule": 3600}))
+    assert report["payload"] == {"title": "Market report", "symbols": ["BTC/USDT", "SOL/USDT"], "timeframe": "4h"}
+    markdown = waited["task"]["result"]["markdown"]
+    assert "## BTC/USDT 4h" in markdown and "## SOL/USDT 4h" in markdown
+    assert unknown["code"] == "invalid_input" and "markets" in unknown["message"]
+    assert "title, symbols, timeframe" in unknown["hint"]
+    # "every hour" on an alert is how often it checks, not a new alert each hour checking every minute
+    assert hourly["task"]["payload"]["check_every"] == 3600 and hourly["schedule_id"] is None
+    assert cron["code"] == "invalid_input" and "interval" in cron["message"]
+    assert clash["code"] == "invalid_input" and "disagree" in clash["message"]

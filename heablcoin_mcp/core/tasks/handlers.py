@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
 from heablcoin_mcp.errors import InvalidInput
@@ -70,13 +70,21 @@ class HandlerRegistry:
             return handler.payload.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
-            raise InvalidInput(f"invalid payload for {name}: {problems}") from None
+            accepted = ", ".join(handler.payload.model_fields)
+            raise InvalidInput(f"invalid payload for {name}: {problems}",
+                               hint=f"{name} accepts: {accepted}.") from None
 
 
 # --- payloads ----------------------------------------------------------------------------------
 
 
-class SymbolTimeframe(BaseModel):
+class Payload(BaseModel):
+    """What the user asked for is what is stored: a field a handler does not know is refused, not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SymbolTimeframe(Payload):
     symbol: str = Field(min_length=1, max_length=40)
     timeframe: str = "1h"
 
@@ -85,11 +93,14 @@ class FetchData(SymbolTimeframe):
     limit: int = Field(100, ge=1, le=1000)
 
 
-class Report(BaseModel):
+class Report(Payload):
     title: str = Field("Market report", max_length=200)
+    symbols: list[str] = Field(default_factory=list, max_length=30,
+                               description="markets to analyse for the report, besides the parents' results")
+    timeframe: str = "1h"
 
 
-class PriceAlert(BaseModel):
+class PriceAlert(Payload):
     symbol: str = Field(min_length=1, max_length=40)
     above: float | None = Field(None, gt=0)
     below: float | None = Field(None, gt=0)
@@ -102,7 +113,7 @@ class PriceAlert(BaseModel):
         return self
 
 
-class Sleep(BaseModel):
+class Sleep(Payload):
     seconds: float = Field(ge=0, le=86400)
 
 
@@ -128,6 +139,10 @@ def builtin_handlers(app: Any) -> HandlerRegistry:
     async def generate_report(p: Report, ctx: TaskContext) -> dict[str, Any]:
         parents = ctx.parent_results()
         lines = [f"# {p.title}"]
+        for symbol in p.symbols:
+            analysis = await app.analysis.analyse(symbol, p.timeframe)
+            lines.append(f"\n## {analysis.symbol} {analysis.timeframe}")
+            lines += [f"- {line}" for line in analysis.summary]
         for task_id, parent in parents.items():
             result = parent["result"] or {}
             lines.append(f"\n## {parent['name']} ({task_id})")
@@ -139,7 +154,7 @@ def builtin_handlers(app: Any) -> HandlerRegistry:
                              f"{rows[-1][4] if rows else 'n/a'}")
             else:
                 lines.append(f"- {str(result)[:500]}")
-        return {"title": p.title, "sources": list(parents), "markdown": "\n".join(lines)}
+        return {"title": p.title, "sources": [*p.symbols, *parents], "markdown": "\n".join(lines)}
 
     async def price_alert(p: PriceAlert, ctx: TaskContext) -> Any:
         last = (await app.market.ticker(p.symbol)).last

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.tasks.handlers import HandlerRegistry
 from heablcoin_mcp.core.tasks.queue import FINAL, TaskQueue, TaskSpec, TaskView, parse_priority
-from heablcoin_mcp.core.tasks.scheduler import Scheduler
+from heablcoin_mcp.core.tasks.scheduler import Scheduler, parse_schedule
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import InvalidInput
 
@@ -65,6 +65,22 @@ class TaskService:
                         expires_at=self.clock.now() + expires_in if expires_in else None,
                         depends_on=tuple(depends_on or ()),
                         callback_url=self.webhooks.check(callback_url) if callback_url else None)
+
+    @staticmethod
+    def alert_schedule(name: str, payload: object, schedule: object) -> tuple[object, object]:
+        """A price alert repeats its own check until it fires: "every hour" is its check interval,
+        not a new alert each hour that checks every minute. Returns (payload, schedule) to store."""
+        if name != "price_alert" or schedule is None or schedule == "" or not isinstance(payload, dict):
+            return payload, schedule
+        every, cron = parse_schedule(schedule)
+        if every is None:
+            raise InvalidInput(f"a price alert checks at an interval, not on a cron schedule ({cron})",
+                               hint="Give schedule (or payload check_every) as seconds, e.g. 3600 for hourly.")
+        given = payload.get("check_every")
+        if given is not None and float(given) != every:
+            raise InvalidInput(f"schedule {every:g} s and check_every {given} disagree",
+                               hint="Give one of them: both set how often the alert checks the price.")
+        return {**payload, "check_every": every}, None
 
     def publish(self, spec: TaskSpec, schedule: object = None) -> Published:
         if schedule is not None and schedule != "":
