@@ -9,12 +9,14 @@ Rules, checked in order (thresholds configurable through Settings):
 The window is ``window_days`` of bars (default 7 days), at least ``MIN_WINDOW_BARS`` bars, and no
 more than the history given (a 5m chart of 300 candles is judged over its 25 hours).
 Volatility is the standard deviation of log returns over the window, scaled to one day by
-sqrt(bars per day).
+sqrt(bars per day). The change is compared in Decimal, from the prices as quoted: 3 -> 3.3 is
+exactly +10 % and a RALLY (in binary floats it is 9.999999999999996 %).
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 
@@ -29,14 +31,14 @@ def detect_regime(close: np.ndarray, timeframe_seconds: int, thresholds: RegimeT
                            hint="Ask for more history.")
     window = min(thresholds.window_bars(timeframe_seconds), close.size - 1)
     recent = close[-(window + 1):]
-    change = (recent[-1] / recent[0] - 1) * 100
+    change = (Decimal(str(float(recent[-1]))) / Decimal(str(float(recent[0]))) - 1) * 100
     returns = np.diff(np.log(recent))
     volatility = float(np.std(returns, ddof=1) * math.sqrt(86400 / timeframe_seconds) * 100)
     t = thresholds
-    if change <= t.crash_change_pct:
+    if change <= Decimal(str(t.crash_change_pct)):
         regime: Regime = "CRASH"
         reason = f"price fell {change:.1f}% over {window} bars (crash at <= {t.crash_change_pct:g}%)"
-    elif change >= t.rally_change_pct:
+    elif change >= Decimal(str(t.rally_change_pct)):
         regime = "RALLY"
         reason = f"price rose {change:.1f}% over {window} bars (rally at >= {t.rally_change_pct:g}%)"
     elif volatility > t.high_vol_daily_pct:

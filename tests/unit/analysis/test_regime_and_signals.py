@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,12 @@ def test_a_short_timeframe_is_judged_over_the_history_it_has() -> None:
     closes = 100 * np.exp(np.cumsum(np.r_[0.0, np.full(299, 0.0004)]))  # 300 five-minute bars, +12.7 %
     reading = detect_regime(closes, 300, RegimeThresholds())
     assert reading.window_bars == 299 and reading.regime == "RALLY"
+
+
+@pytest.mark.parametrize("start", [3.0, 7.0, 1.1, 0.3, 123.45, 29.99, 0.07, 55555.5])
+@pytest.mark.parametrize(("factor", "expected"), [("1.1", "RALLY"), ("0.85", "CRASH")])
+def test_exact_boundary_changes_are_classified_as_the_rules_say(start: float, factor: str, expected: str) -> None:
+    """+10 % and -15 % exactly, from quoted prices: binary floats misread a third of these."""
+    end = float(Decimal(str(start)) * Decimal(factor))
+    closes = np.array([start] * 168 + [end])
+    assert detect_regime(closes, HOUR, RegimeThresholds()).regime == expected
