@@ -23,10 +23,12 @@ def _ta_extras() -> dict[str, tuple[dict[str, int], Callable[..., dict[str, pd.S
 
     def ichimoku(f: pd.DataFrame, window1: int, window2: int, window3: int) -> dict[str, pd.Series]:
         i = ta.trend.IchimokuIndicator(f["high"], f["low"], window1=window1, window2=window2, window3=window3)
+        span_b = i.ichimoku_b().copy()
+        span_b.iloc[:window3 - 1] = float("nan")  # `ta` fills the first bars from a partial window
         return {"conversion": i.ichimoku_conversion_line(), "base": i.ichimoku_base_line(),
-                "span_a": i.ichimoku_a(), "span_b": i.ichimoku_b()}
+                "span_a": i.ichimoku_a(), "span_b": span_b}
 
-    def vwap(f: pd.DataFrame, window: int) -> dict[str, pd.Series]:
+    def rolling_vwap(f: pd.DataFrame, window: int) -> dict[str, pd.Series]:
         v = ta.volume.VolumeWeightedAveragePrice(f["high"], f["low"], f["close"], f["volume"], window=window)
         return {"vwap": v.volume_weighted_average_price()}
 
@@ -43,13 +45,45 @@ def _ta_extras() -> dict[str, tuple[dict[str, int], Callable[..., dict[str, pd.S
 
     return {
         "ichimoku": ({"window1": 9, "window2": 26, "window3": 52}, ichimoku),
-        "vwap": ({"window": 14}, vwap),
+        "rolling_vwap": ({"window": 14}, rolling_vwap),
         "keltner": ({"window": 20, "window_atr": 10}, keltner),
         "donchian": ({"window": 20}, donchian),
     }
 
 
-EXTRA_NAMES = ("ichimoku", "vwap", "keltner", "donchian")
+EXTRA_NAMES = ("ichimoku", "rolling_vwap", "keltner", "donchian")
+# Each core indicator's parameters, by the names a caller may use for them (TA-Lib's included).
+CORE_PARAMS = {
+    "ema": {"fast": "ema_fast", "slow": "ema_slow"},
+    "rsi": {"period": "rsi", "timeperiod": "rsi"},
+    "macd": {"fast": "macd_fast", "fastperiod": "macd_fast", "slow": "macd_slow", "slowperiod": "macd_slow",
+             "signal": "macd_signal", "signalperiod": "macd_signal"},
+    "bollinger": {"period": "bb_period", "timeperiod": "bb_period", "std": "bb_std"},
+    "adx": {"period": "adx", "timeperiod": "adx"},
+    "atr": {"period": "atr", "timeperiod": "atr"},
+}
+# Inputs compute_indicators cannot supply: refused with why, never a crash.
+UNSUPPORTED = {"mavp": "MAVP needs a per-bar series of periods as a second input"}
+
+
+def core_params(name: str, given: Any) -> dict[str, Any]:
+    """A core indicator's params (``{"fast": 20}``, or a bare number for one-period ones) as
+    IndicatorParams fields. Raises InvalidInput for anything it would otherwise ignore."""
+    names = CORE_PARAMS[name]
+    periods = sorted({field for field in names.values() if field != "bb_std"})
+    if not isinstance(given, dict):
+        if len(periods) == 1 and not isinstance(given, bool | list):
+            return {periods[0]: given}
+        raise InvalidInput(f"params for {name} must be an object like {{{', '.join(repr(k) for k in names)}}}")
+    unknown = sorted(set(given) - set(names))
+    if name == "ema" and {"timeperiod", "period"} & set(unknown):
+        raise InvalidInput("the core ema is a fast/slow pair: give {'fast': 20, 'slow': 50}",
+                           hint="For one moving average of N bars ask for 'sma' or 'kama' with {'timeperiod': N}, "
+                                "or set both fast and slow.")
+    if unknown:
+        raise InvalidInput(f"unknown parameter(s) for {name}: {', '.join(unknown)}",
+                           hint=f"{name} takes: {', '.join(names)}.")
+    return {names[key]: value for key, value in given.items()}
 
 
 def available() -> list[str]:
@@ -62,10 +96,13 @@ def available() -> list[str]:
 
 
 def canonical(name: str) -> str:
-    """Raises InvalidInput for an unknown indicator name."""
+    """Raises InvalidInput for an unknown indicator name, or one this tool cannot feed."""
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key in CORE or key in EXTRA_NAMES:
         return key
+    if key in UNSUPPORTED:
+        raise InvalidInput(f"{key} is not available here: {UNSUPPORTED[key]}",
+                           hint="Use a moving average with a fixed timeperiod (sma, ema, kama, t3).")
     if importlib.util.find_spec("talib") is not None:
         import talib
 
@@ -74,8 +111,8 @@ def canonical(name: str) -> str:
     suggestions = [n for n in available() if n.startswith(key[:3])][:8] if key else []
     raise InvalidInput(f"unknown indicator {name!r}",
                        hint=(f"Close names: {', '.join(suggestions)}. " if suggestions else "")
-                       + "Core: ema, rsi, macd, bollinger, adx, atr; extras: ichimoku, vwap, keltner, donchian; "
-                       "and any TA-Lib function name (sma, stoch, cci, obv, mfi, willr, ...).")
+                       + "Core: ema, rsi, macd, bollinger, adx, atr; extras: ichimoku, rolling_vwap, keltner, "
+                       "donchian; and any TA-Lib function name (sma, stoch, cci, obv, mfi, willr, vwap, ...).")
 
 
 def _checked(name: str, defaults: dict[str, Any], given: Any) -> dict[str, Any]:
@@ -93,8 +130,9 @@ def _checked(name: str, defaults: dict[str, Any], given: Any) -> dict[str, Any]:
             number = float(value)
         except (TypeError, ValueError):
             raise InvalidInput(f"{name}.{key} must be a number, got {value!r}") from None
-        if not 0 <= number <= MAX_PERIOD:
-            raise InvalidInput(f"{name}.{key} must be between 0 and {MAX_PERIOD}, got {value}")
+        low = 1 if "period" in key or "window" in key else 0  # a window of no bars means nothing
+        if not low <= number <= MAX_PERIOD:
+            raise InvalidInput(f"{name}.{key} must be between {low} and {MAX_PERIOD}, got {value}")
         merged[key] = int(number) if isinstance(defaults[key], int) else number
     return merged
 

@@ -125,6 +125,7 @@ class IndicatorResult(BaseModel):
     params: dict[str, Value]
     values: dict[str, Value] = Field(description="latest values (and states for the core indicators)")
     series: dict[str, list[float | None]] | None = Field(None, description="last N values, oldest first")
+    notes: list[str] | None = Field(None, description="why a value is null")
 
 
 class IndicatorsReport(AnalysisStamp):

@@ -91,12 +91,23 @@ class AnalysisService:
         if not names:
             raise InvalidInput("name at least one indicator", hint="For example ['rsi', 'macd', 'sma'].")
         wanted = list(dict.fromkeys(catalogue.canonical(n) for n in names))
-        params = dict(params or {})
-        core_params = IndicatorParams.from_dict({k: params.pop(k) for k in list(params)
-                                                 if k in IndicatorParams.__dataclass_fields__})
-        unused = sorted(set(params) - set(wanted))
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInput("params must be an object keyed by indicator", hint="e.g. {'rsi': 21, 'sma': "
+                                                                                   "{'timeperiod': 50}}")
+        flat: dict[str, Any] = {}
+        by_name: dict[str, Any] = {}
+        for key, value in (params or {}).items():
+            if key in IndicatorParams.__dataclass_fields__ and key not in catalogue.CORE:  # e.g. ema_fast
+                flat[key] = value
+            else:
+                by_name[catalogue.canonical(key)] = value
+        unused = sorted(set(by_name) - set(wanted))
         if unused:
             raise InvalidInput(f"params given for indicators not requested: {', '.join(unused)}")
+        for name in [n for n in by_name if n in catalogue.CORE]:  # every core parameter is honoured or refused
+            flat.update(catalogue.core_params(name, by_name.pop(name)))
+        params = by_name
+        core_params = IndicatorParams.from_dict(flat)
         symbol, tf, frame, digest = await self._frame(symbol, timeframe, history)
         results: dict[str, IndicatorResult] = {}
         if any(n in catalogue.CORE for n in wanted):
@@ -107,9 +118,13 @@ class AnalysisService:
         for name in (n for n in wanted if n not in catalogue.CORE):
             used, outputs = self._memo(("catalogue", digest, name, repr(params.get(name))),
                                        lambda name=name: catalogue.compute(frame, name, params.get(name)))
+            values = {k: _num(v[-1]) for k, v in outputs.items()}
+            missing = [k for k, v in values.items() if v is None]
             results[name] = IndicatorResult(
-                params=used, values={k: _num(v[-1]) for k, v in outputs.items()},
-                series={k: [_num(x) for x in v[-series:]] for k, v in outputs.items()} if series else None)
+                params=used, values=values,
+                series={k: [_num(x) for x in v[-series:]] for k, v in outputs.items()} if series else None,
+                notes=[f"{', '.join(missing)}: not enough bars for the window ({len(frame)} given; ask for "
+                       "more history)"] if missing else None)
         return IndicatorsReport(**self._stamp(symbol, tf, frame), backend=self.engine.backend.name,
                                 settled=len(frame) >= MIN_HISTORY, indicators=results)
 

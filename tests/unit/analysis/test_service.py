@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import talib
 
@@ -44,7 +45,13 @@ async def test_catalogue_indicators_match_talib_on_the_same_candles(service: Ana
         (["rsi"], {"sma": {"timeperiod": 5}}, "not requested"),
         (["sma"], {"sma": {"period": 5}}, "unknown parameter"),
         (["sma"], {"sma": {"timeperiod": "fast"}}, "must be a number"),
-        (["sma"], {"sma": {"timeperiod": 10**6}}, "between 0 and 1000"),
+        (["sma"], {"sma": {"timeperiod": 10**6}}, "between 1 and 1000"),
+        (["keltner"], {"keltner": {"window_atr": 0}}, "between 1 and 1000"),
+        (["donchian"], {"donchian": {"window": 0}}, "between 1 and 1000"),
+        (["mavp"], None, "periods"),
+        (["ema"], {"ema": {"timeperiod": 50}}, "fast/slow pair"),
+        (["macd"], {"macd": {"fast": 5, "slowest": 9}}, "unknown parameter"),
+        (["rsi"], {"rsi": {"window": 9}}, "unknown parameter"),
     ],
 )
 async def test_bad_indicator_requests_are_explained(
@@ -87,3 +94,34 @@ async def test_scan_sorts_and_reports_bad_symbols_in_their_row(service: Analysis
 async def test_bad_scans_are_refused(service: AnalysisService, symbols: list[str], sort_by: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         await service.scan(symbols, "1h", sort_by)
+
+
+async def test_every_core_parameter_is_honoured_whatever_the_alias(service: AnalysisService) -> None:
+    """EMA 50 / 200, MACD 5-35-5, Bollinger 10 x 3, RSI 21, ATR 7, ADX 9: the result says so and
+    the values are TA-Lib's for those periods (not the defaults)."""
+    report = await service.indicators(
+        "BTC/USDT", "1h", ["ema", "macd", "bbands", "rsi", "atr", "adx"],
+        {"ema": {"fast": 50, "slow": 200}, "macd": {"fastperiod": 5, "slow": 35, "signal": 5},
+         "bbands": {"period": 10, "std": 3}, "rsi": 21, "atr": {"timeperiod": 7}, "adx": {"period": 9}},
+        history=400)
+    frame = await service.market.candles("BTC/USDT", "1h", 400)
+    close = np.array([row[4] for row in frame])
+    high, low = np.array([row[2] for row in frame]), np.array([row[3] for row in frame])
+    got = report.indicators
+    assert got["ema"].params == {"fast": 50, "slow": 200}
+    assert got["ema"].values["slow"] == pytest.approx(talib.EMA(close, 200)[-1])
+    assert got["macd"].params == {"fast": 5, "slow": 35, "signal": 5}
+    assert got["bollinger"].params == {"period": 10, "std": 3.0}
+    assert got["bollinger"].values["upper"] == pytest.approx(talib.BBANDS(close, 10, 3, 3)[0][-1])
+    assert got["rsi"].values["value"] == pytest.approx(talib.RSI(close, 21)[-1])
+    assert got["atr"].values["value"] == pytest.approx(talib.ATR(high, low, close, 7)[-1])
+    assert got["adx"].params == {"period": 9}
+
+
+async def test_vwap_names_are_apart_and_a_partial_ichimoku_is_null_with_why(service: AnalysisService) -> None:
+    report = await service.indicators("BTC/USDT", "1h", ["vwap", "rolling_vwap", "ichimoku"], None, history=40)
+    assert set(report.indicators["vwap"].values) == {"real"}  # TA-Lib's own VWAP
+    assert report.indicators["rolling_vwap"].params == {"window": 14}
+    ichimoku = report.indicators["ichimoku"]
+    assert ichimoku.values["span_b"] is None and ichimoku.values["base"] is not None
+    assert ichimoku.notes and "span_b" in ichimoku.notes[0] and "40 given" in ichimoku.notes[0]
