@@ -132,3 +132,26 @@ async def test_confirmation_never_grows_the_order_past_what_the_user_saw(
         done = data(await client.call_tool("confirm_order", {"token": pending["confirmation_token"]}))
     assert seen == D("0.999")  # floor(100 / 100.1, 0.001)
     assert D(done["order"]["filled"]) == seen
+
+
+async def test_drawdown_is_marked_to_market_within_the_period(
+        app: App, market: ScriptedMarket, clock: ManualClock) -> None:
+    async with yes(app) as client:
+        data(await client.call_tool("place_order", {**BUY_ONE, "amount": 5}))  # yesterday: a realised loss
+        market.set_price(80)
+        clock.advance(5)
+        data(await client.call_tool("place_order", {**BUY_ONE, "side": "sell", "amount": 5}))
+        clock.advance(86_400 - clock.now() % 86_400 + 3_600)  # 01:00 the next day
+        market.set_price(100)
+        data(await client.call_tool("place_order", BUY_ONE))  # today: an open loss only
+        market.set_price(90)
+        clock.advance(1_800)
+        today = data(await client.call_tool("get_pnl_report", {"period": "day"}))
+        ever = data(await client.call_tool("get_pnl_report", {"period": "all"}))
+    fee = D("0.002")
+    yesterday_end = D(10_000) + (D("79.9") - D("100.1")) * 5 - (D("100.1") + D("79.9")) * 5 * fee
+    after_buy = yesterday_end - D("100.1") * fee
+    marked = after_buy - (D("100.1") - D(90))
+    assert today["max_drawdown_pct"] == f"{(yesterday_end - marked) / yesterday_end * 100:.2f}" == "0.10"
+    assert today["cash_drawdown_pct"] == "0.00"
+    assert ever["max_drawdown_pct"] == f"{(10_000 - marked) / 100:.2f}"  # both days' falls from the first peak

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.core.books.money import ZERO, text
-from heablcoin_mcp.core.market.service import MarketService, iso
+from heablcoin_mcp.core.market.service import MAX_CANDLES, MarketService, iso
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.trading.accounts import AccountService
+from heablcoin_mcp.core.trading.drawdown import MAX_MARKS, Fill, drawdowns, mark_timeframe
 from heablcoin_mcp.core.trading.live import LiveBrokers
 from heablcoin_mcp.errors import ConfigError, HeablError, InvalidInput
 
@@ -84,8 +85,10 @@ class PnlReport(BaseModel):
     fees: str
     net_pnl: str = Field(description="realised PnL minus fees")
     unrealized_pnl: str = Field(description="open positions at current marks")
-    max_drawdown_pct: str = Field(description="largest fall of the equity curve (cash basis, at each fill) from "
-                                              "its running peak")
+    max_drawdown_pct: str = Field(description="largest fall of equity marked to market (cash plus coins at "
+                                              "candle closes) from its running peak, within the period")
+    cash_drawdown_pct: str = Field(description="the same on a cash basis: starting balance plus net realised "
+                                               "PnL after each fill, within the period")
     equity_now: str
 
 
@@ -176,27 +179,23 @@ class PortfolioService:
         start = {"day": now.replace(hour=0, minute=0, second=0, microsecond=0),
                  "week": (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0),
                  "month": now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), "all": None}[period]
-        rows = self.db.conn.execute("SELECT side, price, amount, fee, realized_pnl, ts FROM fills WHERE account = ? "
-                                    "ORDER BY ts, id", (account,)).fetchall()
+        rows = self.db.conn.execute("SELECT symbol, side, price, amount, fee, realized_pnl, ts FROM fills WHERE "
+                                    "account = ? ORDER BY ts, id", (account,)).fetchall()
+        fills = [Fill(r["ts"], r["symbol"], r["side"], Decimal(r["price"]), Decimal(r["amount"]), Decimal(r["fee"]),
+                      Decimal(r["realized_pnl"])) for r in rows]
+        since = start.timestamp() if start is not None else (fills[0].ts if fills else now.timestamp())
+        market_dd, cash_dd = drawdowns(fills, await self._marks(fills, since, now.timestamp()),
+                                       self.initial_balance, since)
         realized = fees = ZERO
         wins = losses = closing = trades = 0
-        equity = peak = self.initial_balance
-        drawdown = ZERO
-        for side, _price, _amount, fee, pnl, ts in rows:
-            pnl_d, fee_d = Decimal(pnl), Decimal(fee)
-            equity += pnl_d - fee_d
-            peak = max(peak, equity)
-            if peak > 0:
-                drawdown = max(drawdown, (peak - equity) / peak)
-            if start is not None and ts < start.timestamp():
-                continue
+        for f in (f for f in fills if f.ts >= since):
             trades += 1
-            realized += pnl_d
-            fees += fee_d
-            if side == "sell":
+            realized += f.realized_pnl
+            fees += f.fee
+            if f.side == "sell":
                 closing += 1
-                wins += pnl_d - fee_d > 0
-                losses += pnl_d - fee_d <= 0
+                wins += f.realized_pnl - f.fee > 0
+                losses += f.realized_pnl - f.fee <= 0
         v = await self.valuation(account)
         unrealized = ZERO
         for p in ledger.positions(self.db.conn, account):
@@ -207,4 +206,19 @@ class PortfolioService:
             quote_asset=self.quote_asset, trades=trades, closing_trades=closing, wins=wins, losses=losses,
             win_rate_pct=f"{wins / closing * 100:.1f}" if closing else None, realized_pnl=text(realized),
             fees=text(fees), net_pnl=text(realized - fees), unrealized_pnl=text(unrealized),
-            max_drawdown_pct=f"{drawdown * 100:.2f}", equity_now=text(v.equity))
+            max_drawdown_pct=f"{market_dd * 100:.2f}", cash_drawdown_pct=f"{cash_dd * 100:.2f}",
+            equity_now=text(v.equity))
+
+    async def _marks(self, fills: list[Fill], since: float, now: float) -> dict[str, list[tuple[float, Decimal]]]:
+        """Closes of every traded symbol over the period, each stamped when it was known (the candle's
+        end). A symbol the market cannot price now is marked at its fills only."""
+        timeframe, seconds = mark_timeframe(now - since)
+        marks: dict[str, list[tuple[float, Decimal]]] = {}
+        for symbol in dict.fromkeys(f.symbol for f in fills):
+            try:
+                candles = await self.market.candles(symbol, timeframe, min(MAX_CANDLES, MAX_MARKS + 1),
+                                                    int(since * 1000))
+            except HeablError:
+                continue
+            marks[symbol] = [(min(c[0] / 1000 + seconds, now), Decimal(str(c[4]))) for c in candles]
+        return marks
