@@ -110,7 +110,7 @@ class App:
         )
         self.matcher = Matcher(self.db, self.clock, self.market, self.brokers, self.accounts, executor,
                                slippage_bps=settings.paper_slippage_bps)
-        self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk)
+        self.sizer = PositionSizer(self.market, self.analysis, self.portfolio, self.risk, pricer)
         self.endpoints = EndpointStore(self.db, self.clock, self.consents, EndpointPolicy(
             key_patterns=settings.ai_key_env_patterns, allow_private=settings.ai_allow_private,
             other_secrets=self.accounts.key_variables), self.redactor)

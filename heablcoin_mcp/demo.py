@@ -86,10 +86,10 @@ async def step_analysis(client: Client, out: TextIO) -> None:
         out.write(f"  {line}\n")
     scan = structured(await client.call_tool("scan_market", {"symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
                                                              "timeframe": "1d"}))
-    out.write("scan_market 1d, sorted by 24h change:\n")
+    out.write("scan_market on 1d candles (24h change rolling to now; regime and bias of the daily chart):\n")
     for row in scan["rows"]:
         out.write(f"  {row['symbol']:<9} {row['change_24h_pct']:+6.2f}%  RSI {row['rsi']:5.1f}  "
-                  f"{row['regime']:<15} {row['bias']}\n")
+                  f"{row['regime'] + ' (1d)':<20} {row['bias']}\n")
 
 
 async def step_trade(client: Client, out: TextIO) -> None:
@@ -97,7 +97,7 @@ async def step_trade(client: Client, out: TextIO) -> None:
                                              {"symbol": "ETH/USDT", "stop_atr_multiple": 2, "timeframe": "4h"}))
     out.write(f"calculate_position_size ETH/USDT, stop 2 ATR below {size['entry_price']} → buy {size['quantity']} "
               f"ETH (≈ {size['notional']} USDT), losing {size['max_loss_at_stop']} USDT at the stop "
-              f"({size['regime']}, risk {size['risk_percent']}%)\n")
+              f"(regime {size['regime']} on 1h, the one every risk rule uses; risk {size['risk_percent']}%)\n")
     for reason in size["reasons"]:
         out.write(f"  shrunk: {reason}\n")
     placed = structured(await client.call_tool("place_order", {

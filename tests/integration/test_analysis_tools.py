@@ -104,3 +104,18 @@ async def test_daily_market_brief_prompt(analysis_client: tuple[Client, str, str
     rendered = await client.get_prompt("daily_market_brief", {"symbols": "BTC/USDT, ETH/USDT", "timeframe": "1d"})
     text = rendered.messages[0].content.text  # type: ignore[union-attr]
     assert "scan_market" in text and "BTC/USDT, ETH/USDT" in text and "1d" in text
+
+
+async def test_there_is_one_24h_change_on_every_timeframe_and_tool(analysis_client: tuple[Client, str, str]) -> None:
+    """BTC once showed 6.13 % (ticker), 3.60 (4h analysis), 5.91 (1h) and 5.34 (1d scan) in one session."""
+    client, symbol, charted = analysis_client
+    ticker = (await client.call_tool("get_ticker", {"symbol": symbol})).structured_content
+    assert ticker is not None
+    changes = {"ticker": ticker["change_24h_pct"]}
+    for timeframe in ("1h", "4h", "1d") if charted == "4h" else ("5m", "15m"):  # the fake has less history
+        analysis = ok(await client.call_tool("market_analysis", {"symbol": symbol, "timeframe": timeframe}))
+        scan = (await client.call_tool("scan_market", {"symbols": [symbol], "timeframe": timeframe})).structured_content
+        assert scan is not None
+        changes[f"analysis {timeframe}"] = analysis["change_24h_pct"]
+        changes[f"scan {timeframe}"] = scan["rows"][0]["change_24h_pct"]
+    assert len(set(changes.values())) == 1, changes

@@ -26,27 +26,20 @@ NEAREST = 3
 
 
 def build_analysis(stamp: dict[str, Any], frame: pd.DataFrame, timeframe_seconds: int, engine: IndicatorEngine,
-                   thresholds: RegimeThresholds, swing_length: int) -> MarketAnalysis:
+                   thresholds: RegimeThresholds, swing_length: int, change: float | None) -> MarketAnalysis:
+    """``change``: the rolling 24h change to now (the ticker's), the same on every timeframe."""
     snapshot, _ = engine.snapshot(frame, IndicatorParams())
     features = smart_money_features(frame, swing_length=swing_length)
     close = frame["close"].to_numpy()
     structure = summarise_structure(features, float(close[-1]), frame["timestamp"].to_numpy())
     signals = vote(snapshot, features["structure"])
     regime = detect_regime(close, timeframe_seconds, thresholds)
-    change = _change_24h(close, timeframe_seconds)
     return MarketAnalysis(
         **stamp, last=float(close[-1]), change_24h_pct=change,
         gaps=gap_count(frame, timeframe_seconds * 1000), indicators=snapshot, signals=signals,
         structure=structure, regime=regime,
         summary=summary_lines(stamp, float(close[-1]), change, snapshot, structure, regime, signals),
     )
-
-
-def _change_24h(close: np.ndarray, timeframe_seconds: int) -> float | None:
-    bars = round(86400 / timeframe_seconds)
-    if bars < 1 or close.size <= bars:
-        return None
-    return round(float(close[-1] / close[-1 - bars] - 1) * 100, 4)
 
 
 def summarise_structure(features: dict[str, Any], price: float, ts: np.ndarray) -> StructureSummary:

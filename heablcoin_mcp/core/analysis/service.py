@@ -141,8 +141,17 @@ class AnalysisService:
 
         symbol, tf, frame, digest = await self._frame(symbol, timeframe, history)
         stamp = self._stamp(symbol, tf, frame)
-        return self._memo(("analysis", digest, swing_length, self.thresholds), lambda: build_analysis(
-            stamp, frame, TIMEFRAME_SECONDS[tf], self.engine, self.thresholds, swing_length))
+        change = await self.change_24h(symbol)
+        return self._memo(("analysis", digest, swing_length, self.thresholds, change), lambda: build_analysis(
+            stamp, frame, TIMEFRAME_SECONDS[tf], self.engine, self.thresholds, swing_length, change))
+
+    async def change_24h(self, symbol: str) -> float | None:
+        """The one 24h change: rolling 24 hours to now, as the ticker reports it, whatever the timeframe
+        of the analysis (a bar-aligned change differs from chart to chart)."""
+        try:
+            return (await self.market.ticker(symbol)).change_24h_pct
+        except HeablError:
+            return None
 
     async def scan(self, symbols: list[str], timeframe: str, sort_by: str = "change",
                    history: int = 300) -> ScanReport:

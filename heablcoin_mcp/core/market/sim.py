@@ -27,6 +27,7 @@ from heablcoin_mcp.core.market.models import (
     Ticker,
     Trade,
 )
+from heablcoin_mcp.errors import InvalidInput
 
 if TYPE_CHECKING:  # numpy loads on the first price, not at start-up
     import numpy as np
@@ -35,6 +36,7 @@ EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z: the first simulated candle
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 MINUTES_PER_DAY = 1440
+HORIZON_DAYS = 366 * 30  # 2020 to 2050, generated whole so nothing depends on what was asked first
 MEAN_REVERSION_PER_DAY = 1 / 40  # half-life of about four weeks: levels stay plausible for years
 TAKER_FEE = 0.001
 MAKER_FEE = 0.001
@@ -267,36 +269,40 @@ class SimMarketData:
         return list(self._day_summary[key])
 
     def _daily(self, symbol: str, day: int) -> _Days:
+        if not 0 <= day < HORIZON_DAYS:
+            raise InvalidInput(f"the simulated market runs from 2020-01-01 for {HORIZON_DAYS} days",
+                               hint="Ask for a time within that range.")
         days = self._days.get(symbol)
-        if days is None or len(days.log_close) <= day + 1:
-            days = self._make_days(symbol, max(day + 366, 2_600))
-            self._days[symbol] = days
+        if days is None:
+            days = self._days[symbol] = self._make_days(symbol)
         return days
 
-    def _make_days(self, symbol: str, count: int) -> _Days:
+    def _make_days(self, symbol: str) -> _Days:
+        """Every day of the horizon at once, each ingredient from its own seeded stream: a price is a
+        pure function of (seed, symbol, time), whatever was asked first, in any process."""
         import numpy as np
 
-        spec = self._specs[symbol]
-        rng = np.random.default_rng(_seed(self.seed, symbol, "days"))
+        spec, count = self._specs[symbol], HORIZON_DAYS
         names = list(REGIMES)
         weights = np.array([REGIMES[n][3] for n in names])
+        pick = np.random.default_rng(_seed(self.seed, symbol, "regimes"))
         regimes: list[str] = []
         while len(regimes) < count:
-            name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
-            regimes.extend([name] * max(1, int(rng.exponential(REGIMES[name][2]))))
+            name = names[int(pick.choice(len(names), p=weights / weights.sum()))]
+            regimes.extend([name] * max(1, int(pick.exponential(REGIMES[name][2]))))
         regimes = regimes[:count]
-        shocks = rng.standard_normal(count)
-        cluster = np.exp(np.convolve(rng.standard_normal(count) * 0.15, np.ones(5) / np.sqrt(5), mode="same"))
+        shocks = np.random.default_rng(_seed(self.seed, symbol, "shocks")).standard_normal(count)
+        noise = np.random.default_rng(_seed(self.seed, symbol, "cluster")).standard_normal(count)
+        cluster = np.exp(np.convolve(noise * 0.15, np.ones(5) / np.sqrt(5), mode="same"))
         anchor = math.log(spec.anchor_price)
-        log_close = np.empty(count)
-        vol = np.empty(count)
+        vol = spec.daily_vol * np.array([REGIMES[n][0] for n in regimes]) * cluster
+        moves = (np.array([REGIMES[n][1] for n in regimes]) * spec.daily_vol + vol * shocks).tolist()
+        log_close = []
         x = anchor
-        for i, name in enumerate(regimes):
-            multiplier, drift, _, _ = REGIMES[name]
-            vol[i] = spec.daily_vol * multiplier * cluster[i]
-            x += MEAN_REVERSION_PER_DAY * (anchor - x) + drift * spec.daily_vol + vol[i] * shocks[i]
-            log_close[i] = x
-        return _Days(log_close=log_close, vol=vol, regime=regimes)
+        for move in moves:  # mean-reverting walk: each day depends on the last
+            x += MEAN_REVERSION_PER_DAY * (anchor - x) + move
+            log_close.append(x)
+        return _Days(log_close=np.array(log_close), vol=vol, regime=regimes)
 
     def _day_open(self, symbol: str, day: int) -> float:
         days = self._daily(symbol, day)

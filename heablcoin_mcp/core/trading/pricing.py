@@ -124,18 +124,10 @@ class Pricer:
         taker = fee_of(market.taker_fee)
         maker = fee_of(market.maker_fee)
         if req.type == "market":
-            book = await self.market.order_book(market.symbol, BOOK_DEPTH)
-            levels = book.asks if req.side == "buy" else book.bids
-            slices = paper.walk_book(
-                levels,
-                req.side,
-                amount=req.amount if req.amount_unit == "base" else None,
-                quote=req.amount if req.amount_unit == "quote" else None,
-                fallback_price=last,
-                slippage_bps=self.slippage_bps,
-            )
-            base, expected = paper.average(slices)
-            if sum(a for _, a in levels) < float(base):
+            base, expected, thin = await self.market_fill(
+                market.symbol, req.side, last, amount=req.amount if req.amount_unit == "base" else None,
+                quote=req.amount if req.amount_unit == "quote" else None)
+            if thin:
                 warnings.append("the visible book is thinner than the order: the rest fills with slippage")
             fee_rate = taker
         else:
@@ -148,7 +140,7 @@ class Pricer:
         base = floor_to_step(base, step_of(market.amount_step))
         if at_most is not None:
             base = min(base, at_most)
-        regime = await self._regime(market.symbol, warnings)
+        regime = await self.regime(market.symbol, warnings)
         failures, _ = self.risk.check(await self._context(account.name, market, req, base, expected, fee_rate, regime))
         failures += bracket_failures(req, expected) + stop_failures(req, ticker.bid, ticker.ask, last)
         if self.market.source.simulated:
@@ -157,11 +149,24 @@ class Pricer:
             req, account, market, base, expected, fee_rate, failures, warnings, regime, self.market.source.simulated
         )
 
-    async def _regime(self, symbol: str, warnings: list[str]) -> str:
+    async def market_fill(self, symbol: str, side: str, last: Decimal, *, amount: Decimal | None = None,
+                          quote: Decimal | None = None) -> tuple[Decimal, Decimal, bool]:
+        """(base amount, average price, whether the visible book was too thin) of a market order now:
+        the price every rule checks an order at, and the sizer sizes at."""
+        book = await self.market.order_book(symbol, BOOK_DEPTH)
+        levels = book.asks if side == "buy" else book.bids
+        slices = paper.walk_book(levels, side, amount=amount, quote=quote, fallback_price=last,
+                                 slippage_bps=self.slippage_bps)
+        base, average = paper.average(slices)
+        return base, average, sum(a for _, a in levels) < float(base)
+
+    async def regime(self, symbol: str, warnings: list[str] | None = None) -> str:
+        """The regime every risk rule uses: detected on REGIME_TIMEFRAME, whatever chart the user reads."""
         try:
             return (await self.analysis.regime(symbol, REGIME_TIMEFRAME)).regime
         except HeablError as exc:
-            warnings.append(f"regime unknown ({exc.code}); NORMAL limits applied")
+            if warnings is not None:
+                warnings.append(f"regime unknown ({exc.code}); NORMAL limits applied")
             return "NORMAL"
 
     async def _context(

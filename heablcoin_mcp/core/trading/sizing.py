@@ -5,6 +5,12 @@ quantity = (equity × risk % × regime multiplier) / |entry − stop|
 The stop is a price or a multiple of ATR below the entry. The result is rounded down to the
 market's amount step, then shrunk to fit every limit (notional per order, position share of equity,
 total exposure, free balance); each shrink is reported with its reason.
+
+The size agrees with the order check because both price alike (pricing.Pricer): without an
+entry_price the entry is the executable price of a market buy of that size (the book walked, with
+slippage beyond it), the caps are applied at it, and the regime is the one the rules use (1h),
+whatever timeframe the ATR comes from. A smaller order never walks deeper, so what fits at the
+walked price of the uncapped size fits at its own.
 """
 
 from __future__ import annotations
@@ -19,9 +25,8 @@ from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import effective
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
-from heablcoin_mcp.errors import HeablError, InvalidInput
-
-DEFAULT_FEE = Decimal("0.001")
+from heablcoin_mcp.core.trading.pricing import Pricer, fee_of
+from heablcoin_mcp.errors import InvalidInput
 
 
 class PositionSize(BaseModel):
@@ -51,10 +56,11 @@ class PositionSizer:
         analysis: AnalysisService,
         portfolio: PortfolioService,
         risk: RiskEngine,
+        pricer: Pricer,
         timeframe: str = "1h",
     ) -> None:
         self.market, self.analysis, self.portfolio, self.risk = market, analysis, portfolio, risk
-        self.timeframe = timeframe
+        self.pricer, self.timeframe = pricer, timeframe
 
     async def size(
         self,
@@ -75,11 +81,8 @@ class PositionSizer:
             )
         market = await self.market.market(symbol)
         tf = timeframe or self.timeframe
-        entry = (
-            dec(entry_price, "entry_price")
-            if entry_price is not None
-            else Decimal(str((await self.market.ticker(market.symbol)).last))
-        )
+        last = Decimal(str((await self.market.ticker(market.symbol)).last))
+        entry = dec(entry_price, "entry_price") if entry_price is not None else last
         if entry <= 0:
             raise InvalidInput("entry_price must be positive")
         atr: Decimal | None = None
@@ -98,10 +101,7 @@ class PositionSizer:
         if stop >= entry:
             raise InvalidInput(f"the stop {stop:.8g} must be below the entry {entry:.8g} (spot positions are long)")
         limits = self.risk.limits()
-        try:
-            regime = (await self.analysis.regime(market.symbol, tf)).regime
-        except HeablError:
-            regime = "NORMAL"
+        regime = await self.pricer.regime(market.symbol)
         params = effective(limits, regime)
         reasons: list[str] = []
         if risk_percent is not None:
@@ -116,9 +116,16 @@ class PositionSizer:
             pct = params.risk_per_trade_pct
         valuation = await self.portfolio.valuation(account)
         risk_amount = valuation.equity * pct / 100
+        quantity = risk_amount / (entry - stop)
+        if entry_price is None:  # buy at what a market order of this size would pay, as the check will
+            _, walked, _ = await self.pricer.market_fill(market.symbol, "buy", last, amount=quantity)
+            if walked > entry:
+                entry = walked
+                if stop >= entry:
+                    raise InvalidInput(f"the stop {stop:.8g} must be below the entry {entry:.8g}")
+                quantity = risk_amount / (entry - stop)
         distance = entry - stop
-        quantity = risk_amount / distance
-        fee = Decimal(str(market.taker_fee)) if market.taker_fee is not None else DEFAULT_FEE
+        fee = fee_of(market.taker_fee)
         caps = [
             (
                 limits.max_order_notional / entry,

@@ -70,3 +70,33 @@ async def test_ticker_book_and_trades_sit_around_the_same_price() -> None:
     assert ticker.last == candle[4]
     assert book.bids[0][0] == ticker.bid and book.asks[0][0] == ticker.ask
     assert all(abs(t.price / ticker.last - 1) < 0.02 for t in trades)
+
+
+ASK_IN_ORDER = """
+from heablcoin_mcp.core.market.sim import SimMarketData
+class Fixed:
+    def now(self): return 1_796_000_000.0
+    def monotonic(self): return 0.0
+JUNE = 1_717_243_200_000  # 2024-06-01T12:00:00Z
+sim = SimMarketData(Fixed())
+asks = {{"far": lambda: sim.candles("BTC/USDT", "1d", 1000, None),
+        "early": lambda: sim.candles("BTC/USDT", "1h", 5, 1_600_000_000_000),
+        "sol": lambda: sim.candles("SOL/USDT", "1w", 10, None)}}
+for name in {order!r}:
+    asks[name]()
+print(sim.candles("BTC/USDT", "1h", 1, JUNE)[0][4], sim.price_at("SOL/USDT", JUNE + 123_456))
+"""
+
+
+def test_a_price_is_a_pure_function_of_seed_symbol_and_time_in_any_process() -> None:
+    """Two sessions on one database once valued SOL 166.93 and 199.78 seconds apart: the close of a
+    past candle depended on what the process was asked first."""
+    import subprocess
+    import sys
+
+    answers = set()
+    for order in ([], ["far"], ["early", "sol"], ["sol", "far", "early"]):
+        done = subprocess.run([sys.executable, "-c", ASK_IN_ORDER.format(order=order)], capture_output=True,
+                              text=True, timeout=120, check=True)
+        answers.add(done.stdout.strip())
+    assert len(answers) == 1, answers
