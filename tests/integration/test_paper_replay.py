@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from heablcoin_mcp.app import App
 from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.server import build_server
 from tests.fakes.clock import ManualClock
