@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -61,7 +62,7 @@ def mcp_level(levelno: int) -> str:
 
 class Pushes:
     def __init__(self, feed: ChangeFeed, bus: SubscriptionBus, redactor: Redactor,
-                 read: Any, *, interval: float = 1.0) -> None:
+                 read: Callable[[str], Awaitable[object]], *, interval: float = 1.0) -> None:
         self.feed = feed
         self.bus = bus
         self.redactor = redactor
