@@ -48,7 +48,8 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "validate_config → OK" in out
     assert "get_ticker BTC/USDT → last" in out and "Did you mean BTC/USDT" in out
     assert "market_analysis BTC/USDT 4h" in out and "Signals lean" in out and "simulated data" in out
-    assert "scan_market 1d" in out
+    assert "scan_market on 1d candles" in out and " (1d) " in out  # each regime names its chart
+    assert "on 1h, the one every risk rule uses" in out
     assert "place_order 'buy 100 USDT of SOL' → confirmation_required" in out
     assert "confirm_order → filled: buy" in out and "get_portfolio → equity" in out
     assert "wait_for_task → COMPLETED" in out and "# BTC hourly" in out

@@ -1,7 +1,7 @@
 """API manager benchmarks (ratios against references measured in the same run).
 
-- endpoint selection (filter + strategy) with 10, 100 and 1,000 endpoints, vs a plain sort of the
-  same endpoints by priority;
+- endpoint selection (filter + strategy) with 10, 100 and 1,000 endpoints, with an empty health
+  window and with a full one, vs a plain sort of the same endpoints by priority (the floor);
 - one call through the manager vs the same request made directly with httpx, both to the
   loopback fake provider.
 """
@@ -54,9 +54,18 @@ def selection_rows(runs: int) -> list[tuple[str, float, str, float]]:
             endpoints = manager.endpoints()
             reference = _median(lambda endpoints=endpoints: sorted(endpoints, key=lambda e: (e.priority, e.name)),
                                 runs * 20)
-            for strategy in ("priority", "least_latency", "random"):
-                took = _median(lambda m=manager, s=strategy: m.candidates(s, 100), runs * 20)
-                rows.append((f"select {strategy}, {count} endpoints", took, "plain sort by priority", reference))
+            for window in ("empty", "full"):
+                if window == "full":  # every endpoint's health window full of recent traffic
+                    calls = 10_000 if count <= 100 else 1_000
+                    for endpoint in endpoints:
+                        health = manager.health(endpoint)
+                        for i in range(calls):
+                            health.results.record(health.clock.monotonic(), i % 7 != 0, 0.2 + (i % 50) / 10)
+                for strategy in ("priority", "round_robin", "least_latency", "random"):
+                    took = _median(lambda m=manager, s=strategy: m.candidates(s, 100), runs * 20)
+                    label = "empty window" if window == "empty" else f"{calls:,} calls each in the window"
+                    rows.append((f"select {strategy}, {count} endpoints, {label}", took,
+                                 "plain sort by priority", reference))
     return rows
 
 

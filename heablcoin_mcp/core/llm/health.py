@@ -12,6 +12,10 @@ States (checked in this order):
   healthier endpoints.
 - ACTIVE: otherwise.
 Only the endpoint's faults count; a caller's bad request does not.
+
+The window is kept as rolling aggregates (``RollingWindow``): results land in time buckets whose
+counts are summed as they arrive and subtracted as they age out, so reading the status costs the
+same with an empty window and with ten thousand calls in it.
 """
 
 from __future__ import annotations
@@ -69,6 +73,52 @@ class TokenBucket:
         self.level = min(self.level, remaining)
 
 
+BUCKETS = 30  # the window in 30 slices: a result ages out within a thirtieth of the window
+
+
+class RollingWindow:
+    """Calls, errors and slow successes of the last ``seconds``, in O(1) per record and per read.
+
+    A p95 latency above the limit is counted exactly without keeping latencies: the 95th percentile
+    of n successes (nearest rank, as ``sorted[int(0.95 * (n - 1))]``) is above the limit exactly
+    when at most ``int(0.95 * (n - 1))`` of them are at or below it.
+    """
+
+    def __init__(self, seconds: float, slow_above: float) -> None:
+        self.width = seconds / BUCKETS
+        self.seconds, self.slow_above = seconds, slow_above
+        self._buckets: deque[list[float]] = deque()  # [start, calls, errors, slow]
+        self.calls = self.errors = self.slow = 0
+
+    def record(self, now: float, ok: bool, latency: float) -> None:
+        self._expire(now)
+        if not self._buckets or now >= self._buckets[-1][0] + self.width:
+            self._buckets.append([now - now % self.width, 0, 0, 0])
+        bucket = self._buckets[-1]
+        slow = ok and latency > self.slow_above
+        bucket[1] += 1
+        bucket[2] += not ok
+        bucket[3] += slow
+        self.calls += 1
+        self.errors += not ok
+        self.slow += slow
+
+    def _expire(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] + self.width <= now - self.seconds:
+            _, calls, errors, slow = self._buckets.popleft()
+            self.calls -= int(calls)
+            self.errors -= int(errors)
+            self.slow -= int(slow)
+
+    def degraded(self, now: float, min_samples: int, error_rate: float) -> bool:
+        self._expire(now)
+        if self.calls < min_samples:
+            return False
+        successes = self.calls - self.errors
+        p95_slow = successes > 0 and successes - self.slow <= int(0.95 * (successes - 1))
+        return self.errors / self.calls > error_rate or p95_slow
+
+
 @dataclass
 class EndpointHealth:
     policy: HealthPolicy
@@ -81,7 +131,10 @@ class EndpointHealth:
     probing: bool = False
     rate_limited_until: float | None = None
     reason: str = "no calls yet"
-    results: deque[tuple[float, bool, float]] = field(default_factory=deque)  # (t, ok, latency s)
+    results: RollingWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.results = RollingWindow(self.policy.window, self.policy.degraded_latency)
 
     def status(self) -> Status:
         now = self.clock.monotonic()
@@ -89,9 +142,15 @@ class EndpointHealth:
             return "FAILED"
         if (self.rate_limited_until is not None and now < self.rate_limited_until) or not self.requests.available():
             return "RATE_LIMITED"
-        if self._degraded():
+        if self.results.degraded(now, self.policy.min_samples, self.policy.degraded_error_rate):
             return "DEGRADED"
         return "ACTIVE"
+
+    def tried_last(self) -> bool:
+        """Is a usable endpoint DEGRADED (tried after the healthy ones)? A FAILED one due its
+        half-open probe is not: it keeps its place, so a recovered first choice is found again."""
+        return self.open_until is None and self.results.degraded(
+            self.clock.monotonic(), self.policy.min_samples, self.policy.degraded_error_rate)
 
     def usable(self, tokens: int) -> bool:
         """May a call go out now? (A FAILED endpoint past its cooldown lets one probe through.)"""
@@ -150,17 +209,4 @@ class EndpointHealth:
             self.reason = f"last call failed: {reason}"
 
     def _record(self, ok: bool, latency: float) -> None:
-        now = self.clock.monotonic()
-        self.results.append((now, ok, latency))
-        while self.results and self.results[0][0] < now - self.policy.window:
-            self.results.popleft()
-
-    def _degraded(self) -> bool:
-        since = self.clock.monotonic() - self.policy.window
-        recent = [r for r in self.results if r[0] >= since]
-        if len(recent) < self.policy.min_samples:
-            return False
-        errors = sum(1 for _, ok, _ in recent if not ok) / len(recent)
-        latencies = sorted(latency for _, ok, latency in recent if ok)
-        p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
-        return errors > self.policy.degraded_error_rate or p95 > self.policy.degraded_latency
+        self.results.record(self.clock.monotonic(), ok, latency)

@@ -89,11 +89,22 @@ class _Counters:
     successes: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    latency_total: float = 0.0  # of ``latencies``, kept as they come and go: the mean costs O(1)
     in_flight: int = 0
     tokens_used: int = 0
     last_error: str | None = None
     last_success_at: float | None = None
     last_failure_at: float | None = None
+
+
+    def add_latency(self, seconds: float) -> None:
+        if len(self.latencies) == self.latencies.maxlen:
+            self.latency_total -= self.latencies[0]
+        self.latencies.append(seconds)
+        self.latency_total += seconds
+
+    def mean_latency(self) -> float:
+        return self.latency_total / len(self.latencies) if self.latencies else -1.0  # untried first
 
 
 class ApiManager:
@@ -138,7 +149,10 @@ class ApiManager:
         return state
 
     def counters(self, name: str) -> _Counters:
-        return self._counters.setdefault(name, _Counters())
+        found = self._counters.get(name)
+        if found is None:
+            found = self._counters[name] = _Counters()
+        return found
 
     def key_set(self, endpoint: ApiEndpoint) -> bool:
         return bool(self.environ.get(endpoint.api_key_env))
@@ -150,8 +164,9 @@ class ApiManager:
         """Usable endpoints in the order the strategy would try them."""
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown strategy {strategy!r}", hint=f"Use one of: {', '.join(STRATEGIES)}.")
-        pool = [e for e in self.endpoints() if e.enabled and e.name not in skip and (only is None or e.name == only)
-                and self.key_set(e) and self.health(e).usable(tokens)]
+        health = {e.name: self.health(e) for e in self.endpoints() if e.enabled and e.name not in skip
+                  and (only is None or e.name == only) and self.key_set(e)}
+        pool = [e for e in self.endpoints() if e.name in health and health[e.name].usable(tokens)]
         if strategy == "priority":
             ordered = sorted(pool, key=lambda e: (e.priority, e.name))
         elif strategy == "round_robin":
@@ -160,16 +175,12 @@ class ApiManager:
                 shift = self._rotation % len(ordered)
                 ordered = ordered[shift:] + ordered[:shift]
         elif strategy == "least_latency":
-            ordered = sorted(pool, key=lambda e: (self._mean_latency(e.name), e.priority, e.name))
+            ordered = sorted(pool, key=lambda e: (self.counters(e.name).mean_latency(), e.priority, e.name))
         else:
             ordered = self._weighted_shuffle(pool)
         # DEGRADED after the rest; a FAILED endpoint due its half-open probe keeps its place, so a
         # recovered first choice is found again. The strategy's order holds within each group.
-        return sorted(ordered, key=lambda e: self.health(e).status() == "DEGRADED")
-
-    def _mean_latency(self, name: str) -> float:
-        samples = self.counters(name).latencies
-        return sum(samples) / len(samples) if samples else -1.0  # untried first
+        return sorted(ordered, key=lambda e: health[e.name].tried_last())
 
     def _weighted_shuffle(self, pool: list[ApiEndpoint]) -> list[ApiEndpoint]:
         """A random order where heavier endpoints tend to come first: each draws u^(1/weight) and the
@@ -273,7 +284,7 @@ class ApiManager:
         health.succeeded(latency, reply.usage.total_tokens)
         self._reconcile(health, reply.headers)
         counters.successes += 1
-        counters.latencies.append(latency)
+        counters.add_latency(latency)
         counters.tokens_used += reply.usage.total_tokens
         counters.last_success_at = self.clock.now()
         return AiReply(text=self.redactor.scrub(reply.text), model=reply.model, usage=reply.usage,
