@@ -249,4 +249,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX tasks_by_update ON tasks(updated_at);
         """,
     ),
+    Migration(
+        7,
+        "task_counts",
+        """
+        CREATE TABLE task_counts (
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (status, priority)
+        );
+        INSERT INTO task_counts (status, priority, n) SELECT status, priority, count(*) FROM tasks
+            GROUP BY status, priority;
+        CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+            INSERT INTO task_counts (status, priority, n) VALUES (NEW.status, NEW.priority, 1)
+                ON CONFLICT (status, priority) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status AND priority = OLD.priority;
+        END;
+        CREATE TRIGGER task_counts_update AFTER UPDATE OF status, priority ON tasks
+            WHEN OLD.status != NEW.status OR OLD.priority != NEW.priority BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status AND priority = OLD.priority;
+            INSERT INTO task_counts (status, priority, n) VALUES (NEW.status, NEW.priority, 1)
+                ON CONFLICT (status, priority) DO UPDATE SET n = n + 1;
+        END;
+        CREATE INDEX tasks_completed ON tasks(completed_at) WHERE status = 'COMPLETED';
+        """,
+    ),
 )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from heablcoin_mcp.core.storage import Database
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue, TaskSpec, parse_priority
-from heablcoin_mcp.errors import InvalidInput, NotFound
+from heablcoin_mcp.errors import HeablError, InvalidInput, NotFound
 from tests.fakes.clock import ManualClock
 
 W = "worker-1"
@@ -189,3 +190,40 @@ def test_stats_count_by_status_and_priority(queue: TaskQueue, clock: ManualClock
     assert stats["by_priority"] == {"LOW": 2, "URGENT": 1}
     assert stats["avg_run_seconds"] == 2 and stats["completed_last_minute"] == 1
     assert stats["oldest_pending_age_seconds"] == 2
+
+
+def test_the_stats_counters_match_a_count_of_the_rows_after_any_mix_of_operations(
+        queue: TaskQueue, clock: ManualClock) -> None:
+    """task_counts is kept by triggers; after publishes, claims, completions, failures, cancels with
+    cascades, retries, expiry and cleanup it must equal a GROUP BY over the tasks themselves."""
+    rng = random.Random(3)
+    ids: list[str] = []
+    for step in range(600):
+        action = rng.random()
+        if action < 0.35 or not ids:
+            parents = tuple(rng.sample(ids, 1)) if ids and rng.random() < 0.3 else ()
+            with contextlib.suppress(HeablError):  # a parent already cancelled or expired
+                ids += queue.publish([spec(priority=rng.randint(1, 4), depends_on=parents,
+                                           expires_at=clock.now() + 30 if rng.random() < 0.1 else None)])
+        elif action < 0.6:
+            task = queue.claim("w")
+            if task is not None:
+                if rng.random() < 0.7:
+                    queue.complete(task.id, "w", {"step": step})
+                else:
+                    queue.fail(task.id, "w", "boom")
+        else:
+            chosen = rng.choice(ids)
+            with contextlib.suppress(HeablError):
+                if action < 0.75:
+                    queue.cancel(chosen, cascade=rng.random() < 0.5)
+                elif action < 0.85:
+                    queue.retry(chosen)
+                elif action < 0.95:
+                    clock.advance(rng.choice([1, 60, 3600]))
+                    queue.expire()
+                else:
+                    clock.advance(8 * 86_400)
+                    queue.cleanup()
+        counted = {r[0]: r[1] for r in queue.db.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")}
+        assert queue.stats()["by_status"] == counted, step
