@@ -119,10 +119,8 @@ class PositionSizer:
         quantity = risk_amount / (entry - stop)
         if entry_price is None:  # buy at what a market order of this size would pay, as the check will
             _, walked, _ = await self.pricer.market_fill(market.symbol, "buy", last, amount=quantity)
-            if walked > entry:
+            if walked > entry:  # a higher entry only widens the distance to the stop below it
                 entry = walked
-                if stop >= entry:
-                    raise InvalidInput(f"the stop {stop:.8g} must be below the entry {entry:.8g}")
                 quantity = risk_amount / (entry - stop)
         distance = entry - stop
         fee = fee_of(market.taker_fee)
