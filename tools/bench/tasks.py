@@ -40,6 +40,8 @@ def _raw(path: Path) -> tuple[Database, object]:
     db = Database(path, migrations=())
     conn = db.connect()
     conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT, priority INT, status TEXT, worker TEXT)")
+    # the index a careful user would write for the claim; without it the reference scans the table
+    conn.execute("CREATE INDEX jobs_claim ON jobs(status, priority DESC, id)")
     return db, conn
 
 
