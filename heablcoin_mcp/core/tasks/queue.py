@@ -42,6 +42,12 @@ from heablcoin_mcp.errors import InvalidInput, NotFound
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
 PRIORITIES = {"LOW": 1, "NORMAL": 2, "HIGH": 3, "URGENT": 4}
 PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
+# The head of one priority's line, through the claim index (tasks_claimable).
+HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', "
+                "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "
+                "OR expires_at > ?) ORDER BY seq LIMIT 1)")
+# What a finished task's webhook needs, returned by the statement that finishes it.
+FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, callback_url"
 WAITING = ("PENDING", "TIMED_OUT")
 DEAD = ("FAILED", "CANCELLED", "EXPIRED")
 FINAL = ("COMPLETED", *DEAD)
@@ -165,25 +171,21 @@ class TaskQueue:
         """The best runnable task, now RUNNING under this worker's lease; None when there is none."""
         now = self.clock.now()
         with self.db.write() as conn:
-            row = self._best_runnable(conn, now)
-            if row is None:
+            best = self._best_runnable(conn, now)
+            if best is None:
                 return None
-            conn.execute("UPDATE tasks SET status = 'RUNNING', worker_id = ?, lease_until = ?, attempts = attempts + 1,"
-                         " started_at = ?, updated_at = ? WHERE id = ?",
-                         (worker_id, now + self.policy.lease_seconds, now, now, row["id"]))
-        return self.get(row["id"])
+            row = conn.execute("UPDATE tasks SET status = 'RUNNING', worker_id = ?, lease_until = ?, "
+                               "attempts = attempts + 1, started_at = ?, updated_at = ? WHERE id = ? RETURNING *",
+                               (worker_id, now + self.policy.lease_seconds, now, now, best["id"])).fetchone()
+            parents = [r[0] for r in conn.execute("SELECT parent FROM task_edges WHERE child = ?", (row["id"],))]
+        return _view(row, parents)
 
     def _best_runnable(self, conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
         """Within one priority the oldest task has aged the most, so only the head of each of the four
-        FIFO lines can be the best: four indexed look-ups instead of ranking every waiting task."""
-        heads = []
-        for priority in (4, 3, 2, 1):
-            head = conn.execute(
-                "SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') "
-                "AND pending_parents = 0 AND priority = ? AND run_after <= ? "
-                "AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT 1", (priority, now, now)).fetchone()
-            if head is not None:
-                heads.append(head)
+        FIFO lines can be the best: four indexed look-ups (one statement) instead of ranking every
+        waiting task."""
+        heads = conn.execute(" UNION ALL ".join([HEAD_OF_LINE] * 4),
+                             [v for priority in (4, 3, 2, 1) for v in (priority, now, now)]).fetchall()
         if not heads:
             return None
         return max(heads, key=lambda h: (self.effective_priority(h["priority"], h["created_at"], now), -h["seq"]))
@@ -207,14 +209,14 @@ class TaskQueue:
             text = json.dumps({"truncated": True, "preview": text[:2000]})
         now = self.clock.now()
         with self.db.write() as conn:
-            changed = conn.execute("UPDATE tasks SET status = 'COMPLETED', result = ?, error = NULL, completed_at = ?,"
-                                   " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
-                                   "worker_id = ?", (text, now, now, task_id, worker_id)).rowcount
-            if changed:
+            done = conn.execute("UPDATE tasks SET status = 'COMPLETED', result = ?, error = NULL, completed_at = ?,"
+                                " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
+                                f"worker_id = ? {FINISHED}", (text, now, now, task_id, worker_id)).fetchone()
+            if done is not None:
                 conn.execute("UPDATE tasks SET pending_parents = pending_parents - 1, updated_at = ? WHERE id IN "
                              "(SELECT child FROM task_edges WHERE parent = ?)", (now, task_id))
-                _queue_callback(conn, task_id, now)
-        return changed == 1
+                _queue_callback(conn, done, now)
+        return done is not None
 
     def fail(self, task_id: str, worker_id: str | None, error: str, *, timed_out: bool = False) -> Status | None:
         """A run failed (or timed out, or its worker died): retry with backoff while attempts remain."""
@@ -232,10 +234,10 @@ class TaskQueue:
             conn.execute("UPDATE tasks SET status = ?, error = ?, run_after = ?, lease_until = NULL, updated_at = ? "
                          "WHERE id = ?", (status, error, now + self.backoff(row["attempts"]), now, row["id"]))
             return status
-        conn.execute("UPDATE tasks SET status = 'FAILED', error = ?, completed_at = ?, lease_until = NULL, "
-                     "updated_at = ? WHERE id = ?", (error, now, now, row["id"]))
+        failed = conn.execute("UPDATE tasks SET status = 'FAILED', error = ?, completed_at = ?, lease_until = NULL, "
+                              f"updated_at = ? WHERE id = ? {FINISHED}", (error, now, now, row["id"])).fetchone()
         self._cascade(conn, row["id"], f"cancelled: dependency {row['id']} failed", now)
-        _queue_callback(conn, row["id"], now)
+        _queue_callback(conn, failed, now)
         return "FAILED"
 
     def reschedule(self, task_id: str, worker_id: str, after: float, note: str) -> bool:
@@ -404,16 +406,16 @@ class TaskQueue:
         }
 
 
-def _queue_callback(conn: sqlite3.Connection, task_id: str, now: float) -> None:
-    """A task with a callback_url that just finished gets a webhook delivery, in the same transaction."""
-    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+def _queue_callback(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+    """A task with a callback_url that just finished gets a webhook delivery, in the same transaction
+    (``row``: what the finishing statement returned, see FINISHED)."""
     if not row["callback_url"]:
         return
     summary = {"id": row["id"], "name": row["name"], "status": row["status"], "attempts": row["attempts"],
                "error": row["error"], "completed_at": row["completed_at"],
                "result": json.loads(row["result"]) if row["result"] else None}
     conn.execute("INSERT INTO webhook_deliveries (task_id, url, body, status, next_attempt, created_at) "
-                 "VALUES (?, ?, ?, 'pending', ?, ?)", (task_id, row["callback_url"], json.dumps(summary, default=str),
+                 "VALUES (?, ?, ?, 'pending', ?, ?)", (row["id"], row["callback_url"], json.dumps(summary, default=str),
                                                       now, now))
 
 
