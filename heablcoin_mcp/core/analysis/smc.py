@@ -28,6 +28,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from heablcoin_mcp.core.analysis.candles import validate
+from heablcoin_mcp.core.analysis.crossings import NONE, Crossings
 from heablcoin_mcp.errors import InvalidInput
 
 
@@ -42,7 +43,8 @@ def smart_money_features(candles: pd.DataFrame, swing_length: int = 5, tolerance
     frame = validate(candles)
     ts, o, h, low, c = (frame[col].to_numpy() for col in ("timestamp", "open", "high", "low", "close"))
     highs, lows = swings(h, low, swing_length)
-    events = structure_events(c, h, low, highs, lows, swing_length)
+    series = Series(Crossings(h), Crossings(low), Crossings(c))
+    events = structure_events(series, h, low, highs, lows, swing_length)
     return {
         "swing_length": swing_length,
         "confirmation_lag_bars": swing_length,
@@ -50,10 +52,22 @@ def smart_money_features(candles: pd.DataFrame, swing_length: int = 5, tolerance
         "swings": {"highs": [_swing(j, h[j], ts, swing_length) for j in highs],
                    "lows": [_swing(j, low[j], ts, swing_length) for j in lows]},
         "structure": _structure_summary(events, ts),
-        "order_blocks": order_blocks(events, o, h, low, c, ts),
-        "liquidity_pools": liquidity_pools(highs, lows, h, low, ts, swing_length, tolerance_pct),
-        "fair_value_gaps": fair_value_gaps(h, low, ts),
+        "order_blocks": order_blocks(series, events, o, h, low, c, ts),
+        "liquidity_pools": liquidity_pools(series, highs, lows, h, low, ts, swing_length, tolerance_pct),
+        "fair_value_gaps": fair_value_gaps(series, h, low, ts),
     }
+
+
+class Series:
+    """Crossing searches over the highs, lows and closes: every "first later bar beyond a level"
+    below is one batched O(log n) search (core/analysis/crossings.py), not a scan to the end."""
+
+    def __init__(self, high: Crossings, low: Crossings, close: Crossings) -> None:
+        self.high, self.low, self.close = high, low, close
+
+
+def _found(bars: np.ndarray) -> list[int | None]:
+    return [None if b == NONE else int(b) for b in bars]
 
 
 def swings(high: np.ndarray, low: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,30 +85,14 @@ def swings(high: np.ndarray, low: np.ndarray, length: int) -> tuple[np.ndarray, 
     return centre[is_high], centre[is_low]
 
 
-def _first_where(values: np.ndarray, op: np.ufunc, level: float, start: int, stop: int | None = None) -> int | None:
-    """First bar in [start, stop) where ``op(value, level)`` holds; None if there is none.
-
-    Works on the slice only, so each search costs what it scans, not the whole history."""
-    window = values[start:stop]
-    if window.size == 0:
-        return None
-    hit = op(window, level)
-    index = int(np.argmax(hit))
-    return start + index if hit[index] else None
-
-
-def structure_events(close: np.ndarray, high: np.ndarray, low: np.ndarray, highs: np.ndarray, lows: np.ndarray,
+def structure_events(series: Series, high: np.ndarray, low: np.ndarray, highs: np.ndarray, lows: np.ndarray,
                      length: int) -> list[dict[str, Any]]:
     """Breaks of confirmed swing levels, labelled BOS or CHoCH, in the order they happened."""
     breaks: list[tuple[int, str, int, float]] = []  # (bar, direction, swing index, level)
-    for j in highs:
-        bar = _first_where(close, np.greater, high[j], int(j) + length)
-        if bar is not None:
-            breaks.append((bar, "bullish", int(j), float(high[j])))
-    for j in lows:
-        bar = _first_where(close, np.less, low[j], int(j) + length)
-        if bar is not None:
-            breaks.append((bar, "bearish", int(j), float(low[j])))
+    for direction, op, indices, prices in (("bullish", ">", highs, high), ("bearish", "<", lows, low)):
+        for j, bar in zip(indices, _found(series.close.first(op, prices[indices], indices + length)), strict=True):
+            if bar is not None:
+                breaks.append((bar, direction, int(j), float(prices[j])))
     breaks.sort(key=lambda b: (b[0], b[1], -b[3] if b[1] == "bullish" else b[3]))
     events: list[dict[str, Any]] = []
     trend: str | None = None
@@ -119,8 +117,8 @@ def _structure_summary(events: list[dict[str, Any]], ts: np.ndarray) -> dict[str
     }
 
 
-def order_blocks(events: list[dict[str, Any]], o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray,
-                 ts: np.ndarray) -> list[dict[str, Any]]:
+def order_blocks(series: Series, events: list[dict[str, Any]], o: np.ndarray, h: np.ndarray, low: np.ndarray,
+                 c: np.ndarray, ts: np.ndarray) -> list[dict[str, Any]]:
     blocks = []
     for event in events:
         start, end = event["swing_bar"], event["bar"]
@@ -131,42 +129,65 @@ def order_blocks(events: list[dict[str, Any]], o: np.ndarray, h: np.ndarray, low
             bar = int(opposite[-1])
         else:
             bar = int(span[np.argmin(low[span])] if bullish else span[np.argmax(h[span])])
-        top, bottom = float(h[bar]), float(low[bar])
-        # price trades back into the zone: a low at or under its top (bullish), a high at or over its bottom
-        mitigated = (_first_where(low, np.less_equal, top, end + 1) if bullish
-                     else _first_where(h, np.greater_equal, bottom, end + 1))
         blocks.append({"type": event["direction"], "bar": bar, "timestamp": int(ts[bar]), "confirmed_bar": end,
-                       "top": top, "bottom": bottom, "mitigated": mitigated is not None,
-                       "mitigated_bar": mitigated})
+                       "top": float(h[bar]), "bottom": float(low[bar])})
+    # price trades back into the zone: a low at or under its top (bullish), a high at or over its bottom
+    for kind, crossings, op, edge in (("bullish", series.low, "<=", "top"), ("bearish", series.high, ">=", "bottom")):
+        mine = [b for b in blocks if b["type"] == kind]
+        found = _found(crossings.first(op, np.array([b[edge] for b in mine]),
+                                       np.array([b["confirmed_bar"] + 1 for b in mine], dtype=np.int64)))
+        for block, mitigated in zip(mine, found, strict=True):
+            block.update(mitigated=mitigated is not None, mitigated_bar=mitigated)
     return blocks
 
 
-def liquidity_pools(highs: np.ndarray, lows: np.ndarray, h: np.ndarray, low: np.ndarray, ts: np.ndarray,
-                    length: int, tolerance_pct: float) -> list[dict[str, Any]]:
+def liquidity_pools(series: Series, highs: np.ndarray, lows: np.ndarray, h: np.ndarray, low: np.ndarray,
+                    ts: np.ndarray, length: int, tolerance_pct: float) -> list[dict[str, Any]]:
     pools: list[dict[str, Any]] = []
-    for side, indices, prices in (("equal_highs", highs, h), ("equal_lows", lows, low)):
+    for side, indices, prices, crossings in (("equal_highs", highs, h, series.high), ("equal_lows", lows, low,
+                                                                                        series.low)):
         above = side == "equal_highs"
-        levels = prices[indices]
-        for position in range(1, indices.size):
-            j, confirmed = int(indices[position]), int(indices[position]) + length
-            earlier = levels[:position]
-            near = np.flatnonzero(np.abs(earlier - levels[position]) / earlier * 100 <= tolerance_pct)
-            for candidate in near[::-1]:  # the most recent equal swing first
-                first = int(indices[candidate])
-                pair = (float(levels[candidate]), float(levels[position]))
-                level = max(pair) if above else min(pair)
-                through = np.greater if above else np.less
-                if _first_where(prices, through, level, first + 1, confirmed + 1) is not None:
-                    continue  # that earlier swing's liquidity was already taken
-                swept = _first_where(prices, through, level, confirmed + 1)
-                pools.append({"side": side, "level": level, "swing_bars": [first, j], "confirmed_bar": confirmed,
-                              "timestamp": int(ts[confirmed]), "swept": swept is not None, "swept_bar": swept})
-                break
+        newer, older, level = _equal_pairs(prices[indices], tolerance_pct, above)
+        firsts, confirmed = indices[older], indices[newer] + length
+        # an earlier swing whose liquidity was taken before this one confirmed cannot pair with it
+        free = ~crossings.crosses_between(">" if above else "<", level, firsts + 1, confirmed + 1)
+        newer, older, level, firsts, confirmed = (a[free] for a in (newer, older, level, firsts, confirmed))
+        last = np.r_[newer[1:] != newer[:-1], True] if newer.size else np.zeros(0, dtype=bool)
+        newer, level, firsts, confirmed = (a[last] for a in (newer, level, firsts, confirmed))  # most recent
+        swept = _found(crossings.first(">" if above else "<", level, confirmed + 1))
+        pools += [{"side": side, "level": float(lv), "swing_bars": [int(f), int(indices[n])],
+                   "confirmed_bar": int(c), "timestamp": int(ts[c]), "swept": bar is not None, "swept_bar": bar}
+                  for n, lv, f, c, bar in zip(newer, level, firsts, confirmed, swept, strict=True)]
     pools.sort(key=lambda p: p["confirmed_bar"])
     return pools
 
 
-def fair_value_gaps(h: np.ndarray, low: np.ndarray, ts: np.ndarray) -> list[dict[str, Any]]:
+def _equal_pairs(levels: np.ndarray, tolerance_pct: float, above: bool) -> tuple[np.ndarray, ...]:
+    """Every (newer swing, older swing) whose levels are equal within the tolerance
+    (|older - newer| / older <= tolerance), sorted by newer then older, with the pair's level (the
+    higher of two highs, the lower of two lows). Found by level with a sorted array: the candidates
+    of each swing are one searchsorted window, not a comparison with every earlier swing."""
+    by_level = np.argsort(levels, kind="stable")
+    ranked = levels[by_level]
+    t = tolerance_pct / 100
+    # |e - x| / e <= t  means  x / (1 + t) <= e <= x / (1 - t); widened a hair, then checked exactly
+    begin = np.searchsorted(ranked, levels / (1 + t) * (1 - 1e-12), "left")
+    end = np.searchsorted(ranked, levels / max(1 - t, 1e-12) * (1 + 1e-12), "right")
+    counts = end - begin
+    newer = np.repeat(np.arange(levels.size), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    older = by_level[np.repeat(begin, counts) + offsets]
+    keep = older < newer
+    newer, older = newer[keep], older[keep]
+    keep = np.abs(levels[older] - levels[newer]) / levels[older] * 100 <= tolerance_pct
+    newer, older = newer[keep], older[keep]
+    order = np.lexsort((older, newer))
+    newer, older = newer[order], older[order]
+    level = np.maximum(levels[older], levels[newer]) if above else np.minimum(levels[older], levels[newer])
+    return newer, older, level
+
+
+def fair_value_gaps(series: Series, h: np.ndarray, low: np.ndarray, ts: np.ndarray) -> list[dict[str, Any]]:
     if h.size < 3:
         return []
     bars = np.arange(2, h.size)
@@ -174,12 +195,13 @@ def fair_value_gaps(h: np.ndarray, low: np.ndarray, ts: np.ndarray) -> list[dict
     bearish = bars[h[2:] < low[:-2]]
     gaps = []
     for kind, found in (("bullish", bullish), ("bearish", bearish)):
-        for i in found:
-            top, bottom = (float(low[i]), float(h[i - 2])) if kind == "bullish" else (float(low[i - 2]), float(h[i]))
-            filled = (_first_where(low, np.less_equal, bottom, int(i) + 1) if kind == "bullish"
-                      else _first_where(h, np.greater_equal, top, int(i) + 1))
+        tops, bottoms = (low[found], h[found - 2]) if kind == "bullish" else (low[found - 2], h[found])
+        # filled when price trades through the whole gap: a low at or under its bottom (bullish)
+        filled = _found(series.low.first("<=", bottoms, found + 1) if kind == "bullish"
+                        else series.high.first(">=", tops, found + 1))
+        for i, top, bottom, bar in zip(found, tops, bottoms, filled, strict=True):
             gaps.append({"type": kind, "bar": int(i), "timestamp": int(ts[i]), "confirmed_bar": int(i),
-                         "top": top, "bottom": bottom, "filled": filled is not None, "filled_bar": filled})
+                         "top": float(top), "bottom": float(bottom), "filled": bar is not None, "filled_bar": bar})
     gaps.sort(key=lambda g: g["bar"])
     return gaps
 
