@@ -2,7 +2,8 @@
 
 - indicator snapshot (validation + six indicators + states) vs the same six TA-Lib calls made
   directly, and vs the `ta` package computing them, on 10k and 1M candles;
-- smart-money features on 10k candles, vs the six direct TA-Lib calls on the same candles;
+- smart-money features on 10k candles, vs the six direct TA-Lib calls on the same candles, and on
+  100k candles vs 10k (growth);
 - market_analysis end to end from a warm cache through an in-process MCP client, vs a minimal
   MCPServer's one-line tool.
 """
@@ -70,6 +71,10 @@ def indicator_rows(runs: int) -> list[tuple[str, float, str, float]]:
     smc = best_of(lambda: smart_money_features(frame, 5), runs)
     rows.append(("smart-money features, 10,000 candles", smc, "the same TA-Lib calls",
                  best_of(lambda: direct_talib(frame, params), runs)))
+    big = synthetic(100_000)  # growth: 10x the bars should cost about 10x (linear), not more
+    rows.append(("smart-money features, 100,000 candles", best_of(lambda: smart_money_features(big, 5),
+                                                                   max(1, runs // 2)),
+                 "smart-money features, 10,000", smc))
     return rows
 
 

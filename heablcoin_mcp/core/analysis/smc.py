@@ -120,15 +120,16 @@ def _structure_summary(events: list[dict[str, Any]], ts: np.ndarray) -> dict[str
 def order_blocks(series: Series, events: list[dict[str, Any]], o: np.ndarray, h: np.ndarray, low: np.ndarray,
                  c: np.ndarray, ts: np.ndarray) -> list[dict[str, Any]]:
     blocks = []
+    bars = np.arange(c.size)
+    # the last bearish (bullish) candle at or before each bar: an event's block is one look-up
+    last_down = np.maximum.accumulate(np.where(c < o, bars, -1))
+    last_up = np.maximum.accumulate(np.where(c > o, bars, -1))
     for event in events:
         start, end = event["swing_bar"], event["bar"]
         bullish = event["direction"] == "bullish"
-        span = np.arange(start, end)
-        opposite = span[c[span] < o[span]] if bullish else span[c[span] > o[span]]
-        if opposite.size:
-            bar = int(opposite[-1])
-        else:
-            bar = int(span[np.argmin(low[span])] if bullish else span[np.argmax(h[span])])
+        bar = int((last_down if bullish else last_up)[end - 1])
+        if bar < start:  # no opposite candle since the swing: the most extreme one (rare, short spans)
+            bar = start + int(np.argmin(low[start:end]) if bullish else np.argmax(h[start:end]))
         blocks.append({"type": event["direction"], "bar": bar, "timestamp": int(ts[bar]), "confirmed_bar": end,
                        "top": float(h[bar]), "bottom": float(low[bar])})
     # price trades back into the zone: a low at or under its top (bullish), a high at or over its bottom
