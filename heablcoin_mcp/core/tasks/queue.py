@@ -46,8 +46,9 @@ PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', "
                 "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "
                 "OR expires_at > ?) ORDER BY seq LIMIT 1)")
-# What a finished task's webhook needs, returned by the statement that finishes it.
-FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, callback_url"
+FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, callback_url"  # for its webhook
+SEQ_BLOCK = ("INSERT INTO counters (name, value) VALUES ('task_seq', ?) ON CONFLICT (name) DO UPDATE SET value = "
+             "value + excluded.value RETURNING value")
 WAITING = ("PENDING", "TIMED_OUT")
 DEAD = ("FAILED", "CANCELLED", "EXPIRED")
 FINAL = ("COMPLETED", *DEAD)
@@ -140,7 +141,8 @@ class TaskQueue:
         _check_acyclic(specs, ids)
         now = self.clock.now()
         with self.db.write() as conn:
-            for spec, task_id in zip(specs, own, strict=True):
+            last = conn.execute(SEQ_BLOCK, (len(specs),)).fetchone()[0]  # one statement numbers the batch
+            for seq, (spec, task_id) in enumerate(zip(specs, own, strict=True), start=last - len(specs) + 1):
                 parents = [ids.get(d, d) for d in spec.depends_on]
                 waiting = 0
                 for parent in dict.fromkeys(parents):
@@ -152,8 +154,6 @@ class TaskQueue:
                         raise InvalidInput(f"dependency {parent} is {row['status']}; this task could never run",
                                            hint="Retry the parent first (retry_enhanced_task).")
                     waiting += row["status"] != "COMPLETED"
-                seq = conn.execute("INSERT INTO counters (name, value) VALUES ('task_seq', 1) ON CONFLICT (name) "
-                                   "DO UPDATE SET value = value + 1 RETURNING value").fetchone()[0]
                 conn.execute(
                     "INSERT INTO tasks (id, seq, name, payload, priority, tags, status, created_at, updated_at, "
                     "max_retries, timeout, expires_at, pending_parents, callback_url, schedule_id) "
@@ -161,8 +161,9 @@ class TaskQueue:
                     (task_id, seq, spec.name, json.dumps(spec.payload), spec.priority, json.dumps(list(spec.tags)),
                      now, now, spec.max_retries, spec.timeout, spec.expires_at, waiting, spec.callback_url,
                      spec.schedule_id))
-                conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
-                                 [(p, task_id) for p in dict.fromkeys(parents)])
+                if parents:
+                    conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
+                                     [(p, task_id) for p in dict.fromkeys(parents)])
         return own
 
     # --- claim and outcomes --------------------------------------------------------------------
@@ -182,8 +183,7 @@ class TaskQueue:
 
     def _best_runnable(self, conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
         """Within one priority the oldest task has aged the most, so only the head of each of the four
-        FIFO lines can be the best: four indexed look-ups (one statement) instead of ranking every
-        waiting task."""
+        FIFO lines can be the best: four indexed look-ups in one statement, not a ranking of all."""
         heads = conn.execute(" UNION ALL ".join([HEAD_OF_LINE] * 4),
                              [v for priority in (4, 3, 2, 1) for v in (priority, now, now)]).fetchall()
         if not heads:
