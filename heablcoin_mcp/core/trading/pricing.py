@@ -54,7 +54,7 @@ class Priced:
         summary = (
             f"{req.side.upper()} {text(self.base_amount)} {self.market.symbol} {req.type.replace('_', '-')}"
             f"{f' at {text(req.price)}' if req.price else ''}"
-            f"{f' stop {text(req.stop_price)}' if req.stop_price else ''} ≈ {notional:.2f} {self.market.quote}"
+            f"{f' triggered at {text(req.stop_price)}' if req.stop_price else ''} ≈ {notional:.2f} {self.market.quote}"
             f" (fee ≈ {fee:.2f}) on {self.account.mode} account {self.account.name}"
             f"{f', stop-loss {text(req.stop_loss)}' if req.stop_loss else ''}"
             f"{f', take-profit {text(req.take_profit)}' if req.take_profit else ''}"
