@@ -9,6 +9,7 @@ first crossing (or the end). Every query of a batch moves in the same numpy step
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 
@@ -21,8 +22,14 @@ class Crossings:
     def __init__(self, values: np.ndarray) -> None:
         self.values = np.asarray(values, dtype=np.float64)
         self.n = self.values.size
-        self._max = self._table(np.maximum)
-        self._min = self._table(np.minimum)
+
+    @cached_property  # built on first use: highs are only searched upwards, lows only downwards
+    def _max(self) -> list[np.ndarray]:
+        return self._table(np.maximum)
+
+    @cached_property
+    def _min(self) -> list[np.ndarray]:
+        return self._table(np.minimum)
 
     def _table(self, combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> list[np.ndarray]:
         levels = [self.values]
@@ -88,7 +95,3 @@ _BLOCKED_ABOVE = {">": np.less_equal, ">=": np.less}
 _BLOCKED_BELOW = {"<": np.greater_equal, "<=": np.greater}
 _HOLDS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
 
-
-def first_or_none(found: np.ndarray, index: int) -> int | None:
-    value = int(found[index])
-    return None if value == NONE else value
