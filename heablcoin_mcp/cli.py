@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from heablcoin_mcp import __version__
 from heablcoin_mcp.config import Settings, load_settings
-from heablcoin_mcp.errors import ConfigError
+from heablcoin_mcp.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
     from heablcoin_mcp.app import App
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return risk_limits(settings, args.names if args.risk_action == "reset" else None,
                                args.symbols if args.risk_action == "allow" else None)
         return serve(settings)
-    except ConfigError as exc:
+    except InvalidInput as exc:  # a bad setting, or a bad request of a CLI command: one line and a hint
         sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
         return 2
 
@@ -156,7 +156,6 @@ def risk_limits(settings: Settings, reset: list[str] | None, allow: list[str] | 
     import anyio
 
     from heablcoin_mcp.core.risk.engine import RESETTABLE
-    from heablcoin_mcp.errors import InvalidInput
 
     async def apply() -> str:
         async with build_app(settings) as app:
@@ -166,11 +165,7 @@ def risk_limits(settings: Settings, reset: list[str] | None, allow: list[str] | 
                 app.risk.apply_limit_changes(planned, "set from the command line", confirmed=True)
             return "".join(f"{c.name}: {c.before} -> {c.after}\n" for c in planned) or "nothing to change\n"
 
-    try:
-        sys.stdout.write(anyio.run(apply))
-    except InvalidInput as exc:
-        sys.stderr.write(f"heablcoin-mcp: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
-        return 2
+    sys.stdout.write(anyio.run(apply))
     return 0
 
 
