@@ -118,7 +118,7 @@ class HeablServer(MCPServer[App]):
         try:
             contents = await super().read_resource(uri, context)
         except UnexpectedResourceError as exc:
-            raise resource_error(exc) from exc
+            raise resource_error(exc, self.redactor) from exc
         if isinstance(contents, InputRequiredResult):
             return contents
         return [replace(c, content=self.redactor.scrub(c.content)) if isinstance(c.content, str) else c
@@ -140,13 +140,13 @@ class HeablServer(MCPServer[App]):
         self._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
-def resource_error(exc: UnexpectedResourceError) -> ResourceError:
+def resource_error(exc: UnexpectedResourceError, redactor: Redactor) -> ResourceError:
     """A resource's own HeablError, told the client in its words (not found → invalid params) instead of
-    an opaque internal error with a traceback in the log."""
+    an opaque internal error with a traceback in the log; scrubbed like every other output."""
     cause = exc.__cause__
     if not isinstance(cause, HeablError):
         return exc
-    text = cause.message + (f" ({cause.hint})" if cause.hint else "")
+    text = redactor.scrub(cause.message + (f" ({cause.hint})" if cause.hint else ""))
     return ResourceNotFoundError(text) if isinstance(cause, NotFound) else ResourceError(text)
 
 

@@ -172,3 +172,16 @@ async def test_a_missing_resource_is_a_readable_error_without_a_traceback(
             await client.read_resource("heablcoin://tasks/no-such-task")
     assert missing.value.error.code == -32602 and "no-such-task" in missing.value.error.message
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_a_resource_error_is_scrubbed_like_every_other_output() -> None:
+    from mcp.server.mcpserver.exceptions import UnexpectedResourceError
+
+    from heablcoin_mcp.core.redact import Redactor
+    from heablcoin_mcp.errors import NotFound
+    from heablcoin_mcp.server import resource_error
+
+    failure = UnexpectedResourceError("Error reading resource")
+    failure.__cause__ = NotFound(f"exchange said: key {SECRET} unknown", hint="check the account")
+    told = str(resource_error(failure, Redactor({"X_API_KEY": SECRET})))
+    assert SECRET not in told and "exchange said: key [redacted] unknown (check the account)" in told
