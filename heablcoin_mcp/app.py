@@ -28,7 +28,7 @@ from heablcoin_mcp.core.monitor.health import HealthMonitor
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import open_storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.core.tasks.handlers import builtin_handlers
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue
@@ -65,8 +65,8 @@ class App:
         self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
         self.redactor = Redactor(self.environ, values=secret_settings(settings))
-        self.db = Database(settings.db_path, synchronous=settings.db_synchronous,
-                           busy_timeout_ms=int(settings.db_busy_timeout * 1000))
+        self.db = open_storage(settings.database_url, settings.db_path, synchronous=settings.db_synchronous,
+                               busy_timeout_ms=int(settings.db_busy_timeout * 1000))
         self.market = MarketService(
             market_source or build_market_source(settings, self.clock),
             TTLCache(self.clock, max_bytes=settings.market_cache_mb * 1024 * 1024),
@@ -164,7 +164,7 @@ class App:
             self.endpoints.add(ApiEndpoint.model_validate(declared), source="settings", replace=True)
         self._started_at = self.clock.monotonic()
         log.info("started: db=%s (schema v%d, %d migration(s) applied) exchange=%s mode=%s",
-                 self.db.path, self.db.schema_version(), applied, self.settings.exchange,
+                 self.db.location, self.db.schema_version(), applied, self.settings.exchange,
                  self.settings.trading_mode)
 
     async def aclose(self) -> None:
@@ -175,8 +175,8 @@ class App:
             await self.brokers.close()
             await self.ai.close()
             await self.webhooks.close()
-            self.db.close()
             log.info("stopped")
+        self.db.close()  # also when never started: a service read through it before
 
     async def run_background(self, *, matcher: bool = True, worker: bool = True) -> None:
         """The paper-order matcher and the task worker. At most one set runs per process: sessions
@@ -230,7 +230,7 @@ def build_market_source(settings: Settings, clock: Clock) -> MarketData:
 def secret_settings(settings: Settings) -> list[str]:
     """Secret values the settings hold (they may come from a .env file, not the environment)."""
     values = [s.get_secret_value() for s in (settings.auth_token, settings.webhook_secret) if s is not None]
-    for proxy in (settings.http_proxy, settings.https_proxy, settings.socks_proxy):
+    for proxy in (settings.http_proxy, settings.https_proxy, settings.socks_proxy, settings.database_url):
         password = urlsplit(proxy).password if proxy else None
         if password:
             values.append(password)

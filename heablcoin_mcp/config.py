@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     db_busy_timeout: float = Field(10.0, gt=0, le=600, description="seconds a write waits for another process's lock")
     db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    database_url: str | None = Field(None, description="postgresql://… to share one database between servers and "
+                                                        "workers; unset = the SQLite file in home")
     http_proxy: str | None = None
     https_proxy: str | None = None
     socks_proxy: str | None = None
@@ -96,6 +98,11 @@ class Settings(BaseSettings):
     def _blank_secret_is_none(cls, value: Any) -> Any:
         """An empty or blank secret is no secret (HEABLCOIN_AUTH_TOKEN='' must not count as a token)."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_database_url(value)
 
     @field_validator("home", mode="after")
     @classmethod
@@ -155,6 +162,12 @@ class Settings(BaseSettings):
         return is_loopback(self.host)
 
 
+def check_database_url(value: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL (leave it unset for the embedded SQLite database)")
+    return value
+
+
 def split_csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -208,6 +221,6 @@ def config_error(exc: ValidationError) -> ConfigError:
 
 def _shown(field: str, value: Any) -> str:
     # ai_endpoints: a key pasted into the wrong field of the JSON must not be printed back.
-    if field in ("auth_token", "webhook_secret", "ai_endpoints") or "proxy" in field:
+    if field in ("auth_token", "webhook_secret", "ai_endpoints", "database_url") or "proxy" in field:
         return "<hidden>"
     return repr(value)

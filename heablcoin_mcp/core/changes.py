@@ -9,7 +9,7 @@ the server's resource URIs without the scheme: ``journal/recent``, ``risk/limits
 from __future__ import annotations
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage.database import Database
+from heablcoin_mcp.core.storage import Storage
 
 JOURNAL = "journal/recent"
 RISK = "risk/limits"
@@ -29,7 +29,7 @@ def task_path(task_id: str) -> str:
 
 
 class ChangeFeed:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Storage, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._journal_seq: int | None = None

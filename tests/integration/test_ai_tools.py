@@ -16,7 +16,7 @@ from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
 from tests.integration.test_trading_tools import answering
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 ENV = {"PRIMARY_API_KEY": "sk-primary-secret-123456", "BACKUP_API_KEY": "sk-backup-secret-654321"}
 USER_SAYS_YES = answering(True)
 

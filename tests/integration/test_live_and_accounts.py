@@ -22,8 +22,9 @@ from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.exchange import FakeBinance, Fault, running_fake_binance
 from tests.fakes.market import ScriptedMarket
+from tests.services import stored_text
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 SECRET = "s3cr3t-value-never-shown-0123456789"
 ENV = {"BINANCE_KEY": "fake-key", "BINANCE_SECRET": SECRET}
 LIVE = {"name": "main", "exchange": "binance", "mode": "live", "api_key_env": "BINANCE_KEY",
@@ -250,7 +251,7 @@ async def test_an_exchange_that_echoes_the_secret_never_gets_it_past_the_server(
         fake.fail_next(1, Fault(status=400, body=echoed, path="/api/v3/order", method="POST"))
         refused = await client.call_tool("place_order", BUY_XRP)
         orders = await client.call_tool("get_orders", {"status": "all"})
-    stored = "\n".join(app.db.conn.iterdump())
+    stored = stored_text(app.db)
     assert refused.is_error and "[redacted]" in str(refused)
     for text in (str(refused), str(orders), stored, caplog.text):
         assert SECRET not in text

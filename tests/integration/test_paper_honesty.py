@@ -19,7 +19,7 @@ from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 from tests.integration.test_trading_tools import BUY_ONE, answering, data, error, make_app
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 SLIP = D(5) / D(10_000)
 MINUTE = 60
 

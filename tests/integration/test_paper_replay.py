@@ -23,7 +23,7 @@ from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 from tests.integration.test_trading_tools import answering, data, make_app
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 MINUTE = 60
 SLIP, MAKER, TAKER = D("0.0005"), D("0.001"), D("0.002")
 

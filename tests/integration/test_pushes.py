@@ -25,7 +25,7 @@ from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 from tests.integration.test_trading_tools import BUY_ONE, answering, data
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 SECRET = "sk-live-0123456789abcdef0123"
 SLEEP = {"name": "system.sleep", "payload": {"seconds": 0}}
 

@@ -17,6 +17,7 @@ from heablcoin_mcp.errors import ConfigError
 from heablcoin_mcp.server import build_server
 from tests.fakes.llm import Behaviour, fake_llms
 from tests.integration.test_trading_tools import answering
+from tests.services import stored_text
 
 pytestmark = pytest.mark.anyio
 SECRETS = {
@@ -62,7 +63,7 @@ async def test_echoed_keys_never_reach_results_rows_or_logs(tmp_path: Path, capl
             for tool in ("get_api_manager_stats", "list_api_endpoints", "get_system_health", "validate_config"):
                 seen.append(str(await client.call_tool(tool, {})))
             seen += [str(answered), str(refused), str(waited), str(resource)]
-        rows = "\n".join(app.db.conn.iterdump())
+        rows = stored_text(app.db)
     assert "here is my answer" in str(answered) and "[redacted]" in str(answered)
     assert refused.is_error and "bad request" in str(refused)
     assert primary.seen and backup.seen  # the fakes really were called, and really echoed

@@ -13,7 +13,7 @@ from heablcoin_mcp.core.storage import MIGRATIONS
 from heablcoin_mcp.server import TOOLSETS, build_server
 from tests.envelope import error_envelope
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 
 SYSTEM_TOOLS = {"get_system_health", "validate_config"}
 
@@ -29,7 +29,7 @@ def test_every_configured_toolset_has_a_register_function() -> None:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_health_reports_paper_mode_sim_market_and_a_wal_database(app: App, mode: str) -> None:
+async def test_health_reports_paper_mode_sim_market_and_its_database(app: App, mode: str, engine_name: str) -> None:
     async with Client(build_server(app), mode=mode) as client:  # type: ignore[arg-type]
         result = await client.call_tool("get_system_health", {})
     assert result.is_error is False
@@ -37,9 +37,15 @@ async def test_health_reports_paper_mode_sim_market_and_a_wal_database(app: App,
     assert health is not None
     assert health["status"] == "ok"
     assert (health["trading_mode"], health["exchange"], health["simulated_market"]) == ("paper", "sim", True)
-    assert health["database"]["journal_mode"] == "wal"
+    assert health["database"]["engine"] == engine_name
     assert health["database"]["schema_version"] == MIGRATIONS[-1].version
-    assert health["database"]["path"] == str(app.settings.db_path)
+    if engine_name == "sqlite":
+        assert health["database"]["journal_mode"] == "wal"
+        assert health["database"]["path"] == str(app.settings.db_path)
+    else:
+        assert health["database"]["path"].startswith("postgresql://")
+        database = next(c for c in health["components"] if c["name"] == "database")
+        assert database["metrics"]["latency_ms"] > 0
     assert [c["name"] for c in health["components"]] == ["database", "market_data", "trading", "ai", "tasks"]
     assert health["toolsets"] == list(TOOLSET_NAMES)
 
@@ -122,14 +128,19 @@ async def test_two_clients_share_one_started_app_and_the_last_one_stops_it(app: 
     assert not app.started
 
 
-async def test_a_crashing_component_reports_down_instead_of_raising(app: App) -> None:
+async def test_a_crashing_component_reports_down_instead_of_raising(app: App, engine_name: str) -> None:
     async with Client(build_server(app)) as client:
         app.db.conn.close()  # the database connection dies under the running server
+        if engine_name == "postgresql":
+            recovered = await client.call_tool("get_system_health", {})
+            assert recovered.structured_content["status"] == "ok"  # a closed connection is replaced
+            app.db.conn.close()
+            app.db.url = "postgresql://127.0.0.1:1/test"  # and now the server is gone
         result = await client.call_tool("get_system_health", {})
     assert result.is_error is False
     health = result.structured_content
     assert health is not None
     assert health["status"] == "down" and health["database"] is None
-    assert health["components"][0] == {"name": "database", "status": "down", "detail": "ProgrammingError",
-                                       "metrics": {}}
+    detail = {"sqlite": "ProgrammingError", "postgresql": "ConfigError"}[engine_name]
+    assert health["components"][0] == {"name": "database", "status": "down", "detail": detail, "metrics": {}}
     assert health["components"][1]["status"] == "ok"  # the market does not depend on the database

@@ -12,7 +12,7 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.server import build_server
 from tests.envelope import error_envelope
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 
 
 def make_app(tmp_path: Path, **settings: Any) -> App:

@@ -20,7 +20,7 @@ from tests.envelope import error_envelope
 from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 BUY_ONE = {"symbol": "BTC/USDT", "side": "buy", "amount": 1}
 
 

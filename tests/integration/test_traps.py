@@ -16,7 +16,7 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.server import build_server
 from tests.integration.test_trading_tools import answering, data, error
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 
 
 async def test_a_percentage_for_a_fraction_is_refused_with_the_fraction_to_send(app: App) -> None:

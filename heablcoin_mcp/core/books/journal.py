@@ -7,12 +7,11 @@ entry per outcome (sent, filled, cancelled, rejected, declined, expired, outcome
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
 
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, Storage
 
 
 class JournalEntry(BaseModel):
@@ -27,7 +26,7 @@ class JournalEntry(BaseModel):
 MAX_DETAIL_CHARS = 8_000  # an entry is a record of what happened, never a copy of a large input
 
 
-def append(conn: sqlite3.Connection, ts: float, event: str, *, account: str | None = None,
+def append(conn: Connection, ts: float, event: str, *, account: str | None = None,
            order_id: str | None = None, **detail: Any) -> None:
     text = json.dumps(detail, default=str, sort_keys=True)
     if len(text) > MAX_DETAIL_CHARS:
@@ -36,7 +35,7 @@ def append(conn: sqlite3.Connection, ts: float, event: str, *, account: str | No
                  (ts, account, order_id, event, text))
 
 
-def recent(db: Database, *, limit: int = 50, account: str | None = None,
+def recent(db: Storage, *, limit: int = 50, account: str | None = None,
            order_id: str | None = None) -> list[JournalEntry]:
     clauses, params = [], []
     for column, value in (("account", account), ("order_id", order_id)):

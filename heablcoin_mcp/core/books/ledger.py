@@ -6,11 +6,11 @@ fees; realised PnL is (sell price - average entry) x amount, and fees are tracke
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 
 from heablcoin_mcp.core.books.money import ZERO, text
+from heablcoin_mcp.core.storage import Connection
 from heablcoin_mcp.errors import RiskRejected
 
 
@@ -33,17 +33,17 @@ class Position:
     fees: Decimal
 
 
-def holding(conn: sqlite3.Connection, account: str, asset: str) -> Holding:
+def holding(conn: Connection, account: str, asset: str) -> Holding:
     row = conn.execute("SELECT free, locked FROM balances WHERE account = ? AND asset = ?", (account, asset)).fetchone()
     return Holding(Decimal(row[0]), Decimal(row[1])) if row else Holding(ZERO, ZERO)
 
 
-def holdings(conn: sqlite3.Connection, account: str) -> dict[str, Holding]:
+def holdings(conn: Connection, account: str) -> dict[str, Holding]:
     rows = conn.execute("SELECT asset, free, locked FROM balances WHERE account = ? ORDER BY asset", (account,))
     return {r[0]: Holding(Decimal(r[1]), Decimal(r[2])) for r in rows}
 
 
-def _store(conn: sqlite3.Connection, account: str, asset: str, h: Holding) -> None:
+def _store(conn: Connection, account: str, asset: str, h: Holding) -> None:
     if h.free < 0 or h.locked < 0:
         raise RiskRejected(f"insufficient {asset} balance on {account}", details={"codes": ["INSUFFICIENT_BALANCE"]})
     conn.execute(
@@ -53,23 +53,23 @@ def _store(conn: sqlite3.Connection, account: str, asset: str, h: Holding) -> No
     )
 
 
-def credit(conn: sqlite3.Connection, account: str, asset: str, amount: Decimal) -> None:
+def credit(conn: Connection, account: str, asset: str, amount: Decimal) -> None:
     h = holding(conn, account, asset)
     _store(conn, account, asset, Holding(h.free + amount, h.locked))
 
 
-def lock(conn: sqlite3.Connection, account: str, asset: str, amount: Decimal) -> None:
+def lock(conn: Connection, account: str, asset: str, amount: Decimal) -> None:
     """Move free to locked (an open order reserves its funds). Raises RiskRejected when short."""
     h = holding(conn, account, asset)
     _store(conn, account, asset, Holding(h.free - amount, h.locked + amount))
 
 
-def unlock(conn: sqlite3.Connection, account: str, asset: str, amount: Decimal) -> None:
+def unlock(conn: Connection, account: str, asset: str, amount: Decimal) -> None:
     h = holding(conn, account, asset)
     _store(conn, account, asset, Holding(h.free + amount, h.locked - amount))
 
 
-def position(conn: sqlite3.Connection, account: str, symbol: str) -> Position:
+def position(conn: Connection, account: str, symbol: str) -> Position:
     row = conn.execute("SELECT quantity, avg_entry, realized_pnl, fees FROM positions WHERE account = ? AND symbol = ?",
                        (account, symbol)).fetchone()
     if row is None:
@@ -77,7 +77,7 @@ def position(conn: sqlite3.Connection, account: str, symbol: str) -> Position:
     return Position(symbol, *(Decimal(v) for v in row))
 
 
-def positions(conn: sqlite3.Connection, account: str) -> list[Position]:
+def positions(conn: Connection, account: str) -> list[Position]:
     rows = conn.execute("SELECT symbol, quantity, avg_entry, realized_pnl, fees FROM positions WHERE account = ? "
                         "ORDER BY symbol", (account,))
     return [Position(r[0], *(Decimal(v) for v in r[1:])) for r in rows]
@@ -99,7 +99,7 @@ class FillSpec:
     ts: float
 
 
-def apply_fill(conn: sqlite3.Connection, f: FillSpec, *, book_balances: bool = True) -> Decimal:
+def apply_fill(conn: Connection, f: FillSpec, *, book_balances: bool = True) -> Decimal:
     """Book one fill: balances (paper only; a live exchange keeps its own), position, fill row.
     Returns the realised PnL (before fees).
 
@@ -132,7 +132,7 @@ def apply_fill(conn: sqlite3.Connection, f: FillSpec, *, book_balances: bool = T
     return realized
 
 
-def _book_balances(conn: sqlite3.Connection, f: FillSpec, cost: Decimal) -> None:
+def _book_balances(conn: Connection, f: FillSpec, cost: Decimal) -> None:
     """Move the money of a paper fill, using the order's reserved funds first."""
     if f.side == "buy":
         q = holding(conn, f.account, f.quote)
@@ -147,7 +147,7 @@ def _book_balances(conn: sqlite3.Connection, f: FillSpec, cost: Decimal) -> None
         credit(conn, f.account, f.quote, cost - f.fee)
 
 
-def net_pnl_since(conn: sqlite3.Connection, since: float, account: str | None = None) -> Decimal:
+def net_pnl_since(conn: Connection, since: float, account: str | None = None) -> Decimal:
     """Realised PnL minus fees of fills at or after ``since`` (all accounts when account is None)."""
     sql = "SELECT realized_pnl, fee FROM fills WHERE ts >= ?" + (" AND account = ?" if account else "")
     rows = conn.execute(sql, (since, account) if account else (since,))

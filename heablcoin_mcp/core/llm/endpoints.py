@@ -12,7 +12,6 @@ user's answer, spent in the same transaction; endpoints the user declares in the
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -25,7 +24,7 @@ from heablcoin_mcp.config import ENV_VAR_NAME
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.netguard import check_target
 from heablcoin_mcp.core.redact import Redactor
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, IntegrityError, Row, Storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput, NotFound
 
@@ -111,7 +110,7 @@ def pointing(name: str, base_url: str, api_key_env: str) -> str:
 
 
 class EndpointStore:
-    def __init__(self, db: Database, clock: Clock, consents: Consents,
+    def __init__(self, db: Storage, clock: Clock, consents: Consents,
                  policy: EndpointPolicy | None = None, redactor: Redactor | None = None) -> None:
         self.db = db
         self.clock = clock
@@ -140,11 +139,13 @@ class EndpointStore:
                                        hint="Use update_api_endpoint to change it.")
                 self._spend(conn, consent, endpoint)
             try:
+                upsert = (" ON CONFLICT (name) DO UPDATE SET " + ", ".join(
+                    f"{f} = excluded.{f}" for f in (*FIELDS, "source", "updated_at"))) if replace else ""
                 conn.execute(
-                    f"INSERT {'OR REPLACE ' if replace else ''}INTO api_endpoints (name, {', '.join(FIELDS)}, "
-                    f"source, created_at, updated_at) VALUES ({', '.join('?' * (len(FIELDS) + 4))})",
+                    f"INSERT INTO api_endpoints (name, {', '.join(FIELDS)}, source, created_at, updated_at) "
+                    f"VALUES ({', '.join('?' * (len(FIELDS) + 4))}){upsert}",
                     (endpoint.name, *values, source, now, now))
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise InvalidInput(f"an endpoint named {endpoint.name!r} already exists",
                                    hint="Use update_api_endpoint to change it.") from None
         self.version += 1
@@ -174,7 +175,7 @@ class EndpointStore:
         self.version += 1
         return updated
 
-    def _spend(self, conn: sqlite3.Connection, consent: str | None, endpoint: ApiEndpoint) -> None:
+    def _spend(self, conn: Connection, consent: str | None, endpoint: ApiEndpoint) -> None:
         if consent is None:
             raise ConfirmationRequired(
                 f"sending the key in {endpoint.api_key_env} to {endpoint.base_url} needs the user's confirmation",
@@ -217,5 +218,5 @@ class EndpointStore:
         return [_endpoint(r) for r in rows]
 
 
-def _endpoint(row: sqlite3.Row) -> ApiEndpoint:
+def _endpoint(row: Row) -> ApiEndpoint:
     return ApiEndpoint(name=row["name"], **{f: row[f] for f in FIELDS if f != "enabled"}, enabled=bool(row["enabled"]))

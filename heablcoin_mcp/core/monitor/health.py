@@ -24,9 +24,10 @@ class HealthReporter(Protocol):
 
 
 class DatabaseInfo(BaseModel):
-    path: str
-    journal_mode: str
-    synchronous: str
+    path: str = Field(description="the SQLite file, or the PostgreSQL URL without its password")
+    engine: Literal["sqlite", "postgresql"]
+    journal_mode: str | None = None
+    synchronous: str | None = None
     schema_version: int
     size_bytes: int
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +21,7 @@ from heablcoin_mcp.core.books.models import RuleFailure
 from heablcoin_mcp.core.books.money import ZERO, dec, text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.risk.limits import NUMERIC_LIMITS, EffectiveParams, RiskLimits, TradingState, effective
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, Storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 
@@ -76,7 +75,7 @@ class LimitChange(BaseModel):
 
 
 class RiskEngine:
-    def __init__(self, db: Database, configured: RiskLimits, clock: Clock, consents: Consents) -> None:
+    def __init__(self, db: Storage, configured: RiskLimits, clock: Clock, consents: Consents) -> None:
         self.db = db
         self.configured = configured
         self.clock = clock
@@ -214,7 +213,7 @@ class RiskEngine:
         return self.limits()
 
     @staticmethod
-    def _store(conn: sqlite3.Connection, key: str, value: str, reason: str, now: float) -> None:
+    def _store(conn: Connection, key: str, value: str, reason: str, now: float) -> None:
         conn.execute("INSERT INTO risk_overrides (key, value, reason, updated_at) VALUES (?, ?, ?, ?) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value, reason = excluded.reason, "
                      "updated_at = excluded.updated_at", (key, value, reason, now))

@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.errors import ConfirmationRequired
 
 CONSENT_TTL = 60.0
@@ -27,7 +27,7 @@ def reference(token: str) -> str:
 
 
 class Consents:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Storage, clock: Clock) -> None:
         self.db, self.clock = db, clock
 
     def ask(self, action: str) -> str:

@@ -68,6 +68,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 class Database:
+    engine = "sqlite"
+
     def __init__(
         self,
         path: Path,
@@ -77,6 +79,7 @@ class Database:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.path = path
+        self.location = str(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self.migrations = tuple(migrations)
@@ -114,6 +117,12 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         with transaction(self.conn) as conn:
             yield conn
+
+    def notify(self, conn: sqlite3.Connection, channel: str) -> None:
+        """Nothing to do: SQLite workers find new work by polling."""
+
+    def listener(self, channel: str) -> None:
+        return None
 
     def migrate(self) -> int:
         """Apply pending migrations; safe to run twice and from two processes at once.
@@ -189,8 +198,9 @@ class Database:
     def health(self) -> tuple[DatabaseInfo | None, ComponentHealth]:
         """What the database is and whether its schema is the one this build expects; never raises."""
         try:
-            info = DatabaseInfo(path=str(self.path), journal_mode=self.journal_mode(), synchronous=self.synchronous,
-                                schema_version=self.schema_version(), size_bytes=self.size_bytes())
+            info = DatabaseInfo(path=str(self.path), engine="sqlite", journal_mode=self.journal_mode(),
+                                synchronous=self.synchronous, schema_version=self.schema_version(),
+                                size_bytes=self.size_bytes())
         except Exception as exc:  # health must report, not raise
             log.exception("database health check failed")
             return None, ComponentHealth(name="database", status="down", detail=type(exc).__name__)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,23 +35,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, Row, Storage
+from heablcoin_mcp.core.tasks.stats import PRIORITY_NAMES, task_stats
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
 PRIORITIES = {"LOW": 1, "NORMAL": 2, "HIGH": 3, "URGENT": 4}
-PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 # The head of one priority's line, through the claim index (tasks_claimable).
 HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', "
                 "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "
-                "OR expires_at > ?) ORDER BY seq LIMIT 1)")
+                "OR expires_at > ?) ORDER BY seq LIMIT 1) AS head")
 FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, callback_url"  # for its webhook
 SEQ_BLOCK = ("INSERT INTO counters (name, value) VALUES ('task_seq', ?) ON CONFLICT (name) DO UPDATE SET value = "
-             "value + excluded.value RETURNING value")
+             "counters.value + excluded.value RETURNING value")
 WAITING = ("PENDING", "TIMED_OUT")
 DEAD = ("FAILED", "CANCELLED", "EXPIRED")
 FINAL = ("COMPLETED", *DEAD)
 MAX_RESULT_CHARS = 200_000
+CHANNEL = "tasks"  # notified when a task becomes runnable (PostgreSQL wakes idle workers with it)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def parse_priority(value: object) -> int:
 
 
 class TaskQueue:
-    def __init__(self, db: Database, clock: Clock, policy: QueuePolicy | None = None,
+    def __init__(self, db: Storage, clock: Clock, policy: QueuePolicy | None = None,
                  rng: random.Random | None = None) -> None:
         self.db = db
         self.clock = clock
@@ -164,6 +164,7 @@ class TaskQueue:
                 if parents:
                     conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
                                      [(p, task_id) for p in dict.fromkeys(parents)])
+            self.db.notify(conn, CHANNEL)
         return own
 
     # --- claim and outcomes --------------------------------------------------------------------
@@ -181,7 +182,7 @@ class TaskQueue:
             parents = [r[0] for r in conn.execute("SELECT parent FROM task_edges WHERE child = ?", (row["id"],))]
         return _view(row, parents)
 
-    def _best_runnable(self, conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
+    def _best_runnable(self, conn: Connection, now: float) -> Row | None:
         """Within one priority the oldest task has aged the most, so only the head of each of the four
         FIFO lines can be the best: four indexed look-ups in one statement, not a ranking of all."""
         heads = conn.execute(" UNION ALL ".join([HEAD_OF_LINE] * 4),
@@ -213,8 +214,11 @@ class TaskQueue:
                                 " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
                                 f"worker_id = ? {FINISHED}", (text, now, now, task_id, worker_id)).fetchone()
             if done is not None:
-                conn.execute("UPDATE tasks SET pending_parents = pending_parents - 1, updated_at = ? WHERE id IN "
-                             "(SELECT child FROM task_edges WHERE parent = ?)", (now, task_id))
+                released = conn.execute("UPDATE tasks SET pending_parents = pending_parents - 1, updated_at = ? "
+                                        "WHERE id IN (SELECT child FROM task_edges WHERE parent = ?)",
+                                        (now, task_id)).rowcount
+                if released:
+                    self.db.notify(conn, CHANNEL)
                 _queue_callback(conn, done, now)
         return done is not None
 
@@ -227,7 +231,7 @@ class TaskQueue:
                 return None
             return self._fail_row(conn, row, error, timed_out, now)
 
-    def _fail_row(self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, timed_out: bool,
+    def _fail_row(self, conn: Connection, row: Row, error: str, timed_out: bool,
                   now: float) -> Status:
         if row["attempts"] <= row["max_retries"]:
             status: Status = "TIMED_OUT" if timed_out else "PENDING"
@@ -254,15 +258,15 @@ class TaskQueue:
         """Exponential with full jitter: a random wait up to base × 2^(attempts−1), capped."""
         return self.rng.uniform(0.5, 1.0) * min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempts - 1))
 
-    def _cascade(self, conn: sqlite3.Connection, task_id: str, reason: str, now: float) -> int:
+    def _cascade(self, conn: Connection, task_id: str, reason: str, now: float) -> int:
         """Cancel every waiting descendant of a dead task: none waits forever on it."""
-        conn.execute(
-            "WITH RECURSIVE below(id) AS (SELECT child FROM task_edges WHERE parent = ? UNION "
-            "SELECT e.child FROM task_edges e JOIN below b ON e.parent = b.id) "
-            "UPDATE tasks SET status = 'CANCELLED', error = ?, completed_at = ?, updated_at = ? "
-            "WHERE id IN (SELECT id FROM below) AND status IN ('PENDING', 'TIMED_OUT', 'RUNNING')",
-            (task_id, reason, now, now))
-        return int(conn.execute("SELECT changes()").fetchone()[0])  # rowcount is -1 for a WITH statement
+        # The WITH sits inside the subquery: SQLite reports no rowcount for a statement that starts with one.
+        return int(conn.execute(
+            "UPDATE tasks SET status = 'CANCELLED', error = ?, completed_at = ?, updated_at = ? WHERE id IN "
+            "(WITH RECURSIVE below(id) AS (SELECT child FROM task_edges WHERE parent = ? UNION "
+            "SELECT e.child FROM task_edges e JOIN below b ON e.parent = b.id) SELECT id FROM below) "
+            "AND status IN ('PENDING', 'TIMED_OUT', 'RUNNING')",
+            (reason, now, now, task_id)).rowcount)
 
     # --- maintenance ---------------------------------------------------------------------------
 
@@ -336,11 +340,12 @@ class TaskQueue:
                          "run_after = 0, pending_parents = ?, completed_at = NULL, expires_at = ?, updated_at = ? "
                          "WHERE id = ?",
                          (waiting, expires, now, task_id))
+            self.db.notify(conn, CHANNEL)
         return self.get(task_id)
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _row(self, conn: sqlite3.Connection, task_id: str) -> sqlite3.Row:
+    def _row(self, conn: Connection, task_id: str) -> Row:
         row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown task {task_id!r}", hint="list_enhanced_tasks shows task ids.")
@@ -370,6 +375,8 @@ class TaskQueue:
         for tag in tags:
             sql, params = sql + " AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)", [*params, tag]
         rows = self.db.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        if not rows:
+            return []
         parents: dict[str, list[str]] = {r["id"]: [] for r in rows}
         marks = ",".join("?" * len(parents))
         for edge in self.db.conn.execute(f"SELECT parent, child FROM task_edges WHERE child IN ({marks})",
@@ -378,35 +385,10 @@ class TaskQueue:
         return [_view(r, parents[r["id"]]) for r in rows]
 
     def stats(self) -> dict[str, Any]:
-        """Counts come from ``task_counts``, kept by triggers in the same transactions as the tasks, so
-        the cost does not grow with the tasks stored; the rest reads a bounded slice through an index."""
-        conn, now = self.db.conn, self.clock.now()
-        by_status = {r[0]: r[1] for r in conn.execute(
-            "SELECT status, sum(n) FROM task_counts GROUP BY status HAVING sum(n) > 0")}
-        by_priority = {PRIORITY_NAMES[r[0]]: r[1] for r in conn.execute(
-            "SELECT priority, sum(n) FROM task_counts GROUP BY priority HAVING sum(n) > 0")}
-        # the oldest task ready to run: the head of each priority's line in the claim index
-        oldest = min((row[0] for level in PRIORITY_NAMES for row in conn.execute(
-            "SELECT created_at FROM tasks INDEXED BY tasks_claimable WHERE status IN ('PENDING', 'TIMED_OUT') AND "
-            "pending_parents = 0 AND priority = ? ORDER BY seq LIMIT 1", (level,))), default=None)
-        runs = sorted(r[0] for r in conn.execute(
-            "SELECT completed_at - started_at FROM tasks INDEXED BY tasks_completed WHERE status = 'COMPLETED' AND "
-            "started_at IS NOT NULL ORDER BY completed_at DESC LIMIT 1000"))
-        completed_since = ("SELECT count(*) FROM tasks INDEXED BY tasks_completed WHERE status = 'COMPLETED' AND "
-                           "completed_at >= ?")
-        done_minute = conn.execute(completed_since, (now - 60,)).fetchone()[0]
-        done_hour = conn.execute(completed_since, (now - 3600,)).fetchone()[0]
-        return {
-            "total": sum(by_status.values()), "by_status": by_status, "by_priority": by_priority,
-            "expired": by_status.get("EXPIRED", 0), "running": by_status.get("RUNNING", 0),
-            "oldest_pending_age_seconds": round(now - oldest, 3) if oldest is not None else None,
-            "avg_run_seconds": round(sum(runs) / len(runs), 4) if runs else None,
-            "p95_run_seconds": round(runs[int(0.95 * (len(runs) - 1))], 4) if runs else None,
-            "completed_last_minute": done_minute, "completed_last_hour": done_hour,
-        }
+        return task_stats(self.db, self.clock.now())
 
 
-def _queue_callback(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+def _queue_callback(conn: Connection, row: Row, now: float) -> None:
     """A task with a callback_url that just finished gets a webhook delivery, in the same transaction
     (``row``: what the finishing statement returned, see FINISHED)."""
     if not row["callback_url"]:
@@ -438,7 +420,7 @@ def _check_acyclic(specs: list[TaskSpec], ids: dict[str, str]) -> None:
         visit(key, [])
 
 
-def _view(row: sqlite3.Row, parents: list[str]) -> TaskView:
+def _view(row: Row, parents: list[str]) -> TaskView:
     return TaskView(
         id=row["id"], name=row["name"], payload=json.loads(row["payload"]),
         priority=PRIORITY_NAMES[row["priority"]], tags=json.loads(row["tags"]), status=row["status"],

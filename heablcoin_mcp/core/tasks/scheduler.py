@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
 from heablcoin_mcp.errors import InvalidInput
 
@@ -83,7 +83,7 @@ def parse_schedule(value: object) -> tuple[float | None, str | None]:
 
 
 class Scheduler:
-    def __init__(self, db: Database, queue: TaskQueue, clock: Clock) -> None:
+    def __init__(self, db: Storage, queue: TaskQueue, clock: Clock) -> None:
         self.db, self.queue, self.clock = db, queue, clock
 
     def add(self, spec: TaskSpec, schedule: object) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.netguard import check_target
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.errors import ConfigError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def sign(secret: str, timestamp: str, body: str) -> str:
 
 
 class Webhooks:
-    def __init__(self, db: Database, clock: Clock, secret: str | None, *, allow_private: bool = False) -> None:
+    def __init__(self, db: Storage, clock: Clock, secret: str | None, *, allow_private: bool = False) -> None:
         self.db, self.clock, self.secret, self.allow_private = db, clock, secret, allow_private
         self._client: Any = None
 

@@ -1,9 +1,12 @@
 """The worker pool: claim, run with a timeout while renewing the lease, record the outcome.
 
 Runs inside the server process (``HEABLCOIN_WORKER_CONCURRENCY`` slots) or alone as
-``heablcoin-mcp worker``; several processes can share one database safely because every claim is
-a single BEGIN IMMEDIATE transaction. Maintenance (reaping lapsed leases, expiring tasks, due
-schedules, webhook deliveries) runs in every worker process; each step is idempotent.
+``heablcoin-mcp worker``; several processes (on several hosts, with PostgreSQL) can share one
+database safely because every claim is a single write transaction. An idle slot waits
+``poll_interval``; on PostgreSQL it is woken at once by the queue's NOTIFY instead, and polls only
+every ``LISTENING_POLL`` seconds as a fallback (tasks whose backoff ends). Maintenance (reaping lapsed
+leases, expiring tasks, due schedules, webhook deliveries) runs in every worker process; each step is
+idempotent.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from typing import Any
 import anyio
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth
+from heablcoin_mcp.core.storage import Listener
 from heablcoin_mcp.core.tasks.handlers import HandlerRegistry, Later, TaskContext
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
+from heablcoin_mcp.core.tasks.queue import CHANNEL, TaskQueue, TaskView
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import Busy, HeablError
 
 log = logging.getLogger(__name__)
 RECORD_ATTEMPTS = 6
+LISTENING_POLL = 5.0
 
 
 class Worker:
@@ -37,6 +42,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.sleep = sleep
         self.worker_id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        self._wake: anyio.Event | None = None  # set while a LISTEN connection feeds it
 
     def health(self) -> ComponentHealth:
         try:
@@ -53,6 +59,10 @@ class Worker:
     async def run(self) -> None:
         """Run until cancelled."""
         async with anyio.create_task_group() as tg:
+            listener = self.queue.db.listener(CHANNEL)
+            if listener is not None:
+                self._wake = anyio.Event()
+                tg.start_soon(self._listen, listener)
             tg.start_soon(self._maintain)
             for slot in range(self.concurrency):
                 tg.start_soon(self._slot, slot)
@@ -65,7 +75,34 @@ class Worker:
                 log.exception("task slot %d: claim failed; trying again", slot)
                 ran = False
             if not ran:
-                await self.sleep(self.poll_interval)
+                await self._idle()
+
+    async def _idle(self) -> None:
+        if self._wake is None:
+            await self.sleep(self.poll_interval)
+            return
+        with anyio.move_on_after(max(self.poll_interval, LISTENING_POLL)):
+            await self._wake.wait()
+
+    async def _listen(self, listener: Listener) -> None:
+        """Turn each notification into a wake-up of every idle slot; a lost connection is reopened
+        (meanwhile the slots poll)."""
+        try:
+            while True:
+                try:
+                    woken = await listener.wait(LISTENING_POLL)
+                except Exception:  # a dropped connection must not stop the worker
+                    log.warning("task notifications lost; reconnecting", exc_info=True)
+                    await listener.aclose()
+                    await self.sleep(self.poll_interval)
+                    continue
+                if woken and self._wake is not None:
+                    self._wake.set()
+                    self._wake = anyio.Event()
+        finally:
+            self._wake = None
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
 
     async def _maintain(self) -> None:
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
@@ -14,7 +13,7 @@ from heablcoin_mcp.config import ENV_VAR_NAME
 from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.redact import Redactor
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, IntegrityError, Row, Storage
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 DEFAULT_ACCOUNT = "default"
@@ -35,7 +34,7 @@ class Account(BaseModel):
 
 
 class AccountService:
-    def __init__(self, db: Database, clock: Clock, environ: Mapping[str, str], *, default_exchange: str,
+    def __init__(self, db: Storage, clock: Clock, environ: Mapping[str, str], *, default_exchange: str,
                  quote_asset: str, initial_balance: Decimal, redactor: Redactor | None = None) -> None:
         self.db = db
         self.redactor = redactor
@@ -73,11 +72,11 @@ class AccountService:
         with self.db.write() as conn:
             try:
                 self._insert(conn, name, mode, exchange, api_key_env, secret_env, password_env, weight, group)
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise InvalidInput(f"account {name!r} already exists") from None
         return self.get(name)
 
-    def _insert(self, conn: sqlite3.Connection, name: str, mode: str, exchange: str, api_key_env: str | None,
+    def _insert(self, conn: Connection, name: str, mode: str, exchange: str, api_key_env: str | None,
                 secret_env: str | None, password_env: str | None, weight: float, group: str | None) -> None:
         conn.execute(
             "INSERT INTO accounts (name, mode, exchange, api_key_env, secret_env, password_env, weight, grp,"
@@ -105,7 +104,7 @@ class AccountService:
         rows = self.db.conn.execute("SELECT api_key_env, secret_env, password_env FROM accounts").fetchall()
         return {name for row in rows for name in row if name}
 
-    def _account(self, row: sqlite3.Row) -> Account:
+    def _account(self, row: Row) -> Account:
         envs = {k: row[k] for k in ("api_key_env", "secret_env", "password_env")}
         return Account(name=row["name"], mode=row["mode"], exchange=row["exchange"], weight=row["weight"],
                        group=row["grp"], **envs,

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from decimal import Decimal
 
 from heablcoin_mcp.core.books import journal, ledger
 from heablcoin_mcp.core.books.models import OrderView
 from heablcoin_mcp.core.books.money import text
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, Storage
 from heablcoin_mcp.core.trading.records import OPEN_STATUSES, cancel_row
 
 
-def attach(db: Database, clock: Clock, parent: OrderView) -> list[str]:
+def attach(db: Storage, clock: Clock, parent: OrderView) -> list[str]:
     """Once a buy with stop-loss / take-profit has filled, protect it with a one-cancels-other pair;
     returns the ids of the orders attached."""
     row = db.conn.execute("SELECT stop_loss, take_profit FROM orders WHERE id = ?", (parent.id,)).fetchone()
@@ -69,7 +68,7 @@ def attach(db: Database, clock: Clock, parent: OrderView) -> list[str]:
     return children
 
 
-def cancel_siblings(conn: sqlite3.Connection, group: str, filled_id: str, now: float) -> None:
+def cancel_siblings(conn: Connection, group: str, filled_id: str, now: float) -> None:
     for sibling in conn.execute(
         f"SELECT * FROM orders WHERE oco_group = ? AND id != ? AND status IN {OPEN_STATUSES}", (group, filled_id)
     ).fetchall():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from decimal import Decimal
 
 from heablcoin_mcp.core.books import journal, ledger
@@ -17,7 +16,7 @@ from heablcoin_mcp.core.books.models import OrderOutcome
 from heablcoin_mcp.core.books.money import ZERO, text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.service import MarketService
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import IntegrityError, Storage
 from heablcoin_mcp.core.trading import brackets, paper
 from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
 from heablcoin_mcp.core.trading.pricing import BOOK_DEPTH, Priced, fee_of
@@ -28,7 +27,7 @@ from heablcoin_mcp.errors import HeablError, OutcomeUnknown, RiskRejected
 class Executor:
     def __init__(
         self,
-        db: Database,
+        db: Storage,
         clock: Clock,
         market: MarketService,
         brokers: LiveBrokers,
@@ -80,7 +79,7 @@ class Executor:
                     request=json.loads(req.model_dump_json()),
                     expected_price=text(priced.expected),
                 )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             existing = self.records.existing(req)
             assert existing is not None
             return OrderOutcome(status="existing", order=existing, message="this order was already placed")

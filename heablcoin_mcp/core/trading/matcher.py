@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from decimal import Decimal
 
 import anyio
@@ -12,7 +11,7 @@ from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.books.money import step_of
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.service import MarketService
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Row, Storage
 from heablcoin_mcp.core.trading import paper
 from heablcoin_mcp.core.trading.accounts import AccountService
 from heablcoin_mcp.core.trading.execution import Executor
@@ -30,7 +29,7 @@ STALE_NEW_SECONDS = 120.0
 class Matcher:
     def __init__(
         self,
-        db: Database,
+        db: Storage,
         clock: Clock,
         market: MarketService,
         brokers: LiveBrokers,
@@ -90,14 +89,14 @@ class Matcher:
                                         "nothing was filled — place it again if you still want it")
         return len(rows)
 
-    async def _sync_live(self, row: sqlite3.Row) -> None:
+    async def _sync_live(self, row: Row) -> None:
         """A live order's truth is on the exchange: fetch it and record what changed."""
         if not row["exchange_order_id"]:
             return
         broker = self.brokers.get(self.accounts.get(row["account"]))
         self.executor.book_live(row["id"], await broker.fetch(row["exchange_order_id"], row["symbol"]))
 
-    async def _match(self, row: sqlite3.Row) -> int:
+    async def _match(self, row: Row) -> int:
         now_ms = int(self.clock.now() * 1000)
         placed_ms = int(row["created_at"] * 1000)
         since = max(int(row["checked_until"] or now_ms), placed_ms)
@@ -144,7 +143,7 @@ class Matcher:
         )
         return 1
 
-    def _mark_triggered(self, row: sqlite3.Row) -> None:
+    def _mark_triggered(self, row: Row) -> None:
         now = self.clock.now()
         with self.db.write() as conn:
             conn.execute("UPDATE orders SET triggered = 1, updated_at = ? WHERE id = ?", (now, row["id"]))

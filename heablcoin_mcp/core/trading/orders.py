@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +24,7 @@ from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.monitor.health import ComponentHealth
 from heablcoin_mcp.core.risk.engine import RiskEngine, TradingStateView, describe
 from heablcoin_mcp.core.risk.limits import TradingState
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Row, Storage
 from heablcoin_mcp.core.trading import distribution
 from heablcoin_mcp.core.trading.accounts import Account, AccountService
 from heablcoin_mcp.core.trading.execution import Executor
@@ -45,7 +44,7 @@ SHARE_STEP = Decimal("1e-8")  # legs are then rounded down to each market's own 
 class OrderService:
     def __init__(
         self,
-        db: Database,
+        db: Storage,
         clock: Clock,
         market: MarketService,
         risk: RiskEngine,
@@ -132,7 +131,7 @@ class OrderService:
             f"confirm_order with the token within {int(CONFIRMATION_TTL)} s.",
         )
 
-    def _usable_token(self, token: str) -> sqlite3.Row:
+    def _usable_token(self, token: str) -> Row:
         """A token that may still be spent (an expired one is spent as expired, and journaled).
 
         Raises:
@@ -157,7 +156,7 @@ class OrderService:
             )
         return row
 
-    def _spend_token(self, token: str, outcome: str = "confirmed") -> sqlite3.Row:
+    def _spend_token(self, token: str, outcome: str = "confirmed") -> Row:
         """Check and spend a token at once (batches, declines) and return its row."""
         row = self._usable_token(token)
         with self.db.write() as conn:
@@ -320,7 +319,7 @@ class OrderService:
         await self._cancel(row, "cancelled on request")
         return self.records.order(row["id"])
 
-    async def _cancel(self, row: sqlite3.Row, reason: str) -> None:
+    async def _cancel(self, row: Row, reason: str) -> None:
         """Cancel on the exchange first for a live order, then locally."""
         if row["exchange_order_id"]:
             await self.brokers.get(self.accounts.get(row["account"])).cancel(row["exchange_order_id"], row["symbol"])

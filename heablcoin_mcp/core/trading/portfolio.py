@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from heablcoin_mcp.core.books import ledger
 from heablcoin_mcp.core.books.money import ZERO, text
 from heablcoin_mcp.core.market.service import MAX_CANDLES, MarketService, iso
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.trading.accounts import AccountService
 from heablcoin_mcp.core.trading.drawdown import MAX_MARKS, Fill, drawdowns, mark_timeframe
 from heablcoin_mcp.core.trading.live import LiveBrokers
@@ -93,7 +93,7 @@ class PnlReport(BaseModel):
 
 
 class PortfolioService:
-    def __init__(self, db: Database, market: MarketService, accounts: AccountService, brokers: LiveBrokers,
+    def __init__(self, db: Storage, market: MarketService, accounts: AccountService, brokers: LiveBrokers,
                  quote_asset: str, initial_balance: Decimal, *, trading_mode: str = "paper") -> None:
         self.db = db
         self.trading_mode = trading_mode

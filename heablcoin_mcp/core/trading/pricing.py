@@ -15,7 +15,7 @@ from heablcoin_mcp.core.books.money import ZERO, floor_to_step, step_of, text
 from heablcoin_mcp.core.market.models import MarketInfo
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.trading import paper
 from heablcoin_mcp.core.trading.accounts import Account, AccountService
 from heablcoin_mcp.core.trading.portfolio import PortfolioService
@@ -88,7 +88,7 @@ class Priced:
 class Pricer:
     def __init__(
         self,
-        db: Database,
+        db: Storage,
         market: MarketService,
         analysis: AnalysisService,
         risk: RiskEngine,

@@ -3,20 +3,19 @@ every order path shares (a status change; cancelling a row and releasing what it
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
 
 from heablcoin_mcp.core.books import journal, ledger
 from heablcoin_mcp.core.books.models import FillView, OrderRequest, OrderView
 from heablcoin_mcp.core.clock import Clock
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Connection, Row, Storage
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 OPEN_STATUSES = ("open", "partially_filled")
 
 
 class OrderRecords:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Storage, clock: Clock) -> None:
         self.db, self.clock = db, clock
 
     def order(self, order_id: str) -> OrderView:
@@ -93,7 +92,7 @@ class OrderRecords:
         return int(self.db.conn.execute(sql, params).fetchone()[0])
 
 
-def spend_token(conn: sqlite3.Connection, token: str, now: float, outcome: str = "confirmed") -> None:
+def spend_token(conn: Connection, token: str, now: float, outcome: str = "confirmed") -> None:
     """Spend a confirmation token inside the caller's transaction, so the user's yes is used up by
     exactly the write that acts on it (a crash before that write leaves the token usable).
 
@@ -107,7 +106,7 @@ def spend_token(conn: sqlite3.Connection, token: str, now: float, outcome: str =
                            hint="A token confirms one order once; call place_order for another.")
 
 
-def open_partner(conn: sqlite3.Connection, row: sqlite3.Row) -> sqlite3.Row | None:
+def open_partner(conn: Connection, row: Row) -> Row | None:
     """The other open leg of a one-cancels-other pair, if any."""
     if not row["oco_group"]:
         return None
@@ -115,14 +114,14 @@ def open_partner(conn: sqlite3.Connection, row: sqlite3.Row) -> sqlite3.Row | No
                         (row["oco_group"], row["id"])).fetchone()
 
 
-def move_lock(conn: sqlite3.Connection, source: sqlite3.Row, target_id: str) -> None:
+def move_lock(conn: Connection, source: Row, target_id: str) -> None:
     """An OCO pair locks the coins once: whichever leg acts holds the lock (no ledger change)."""
     conn.execute("UPDATE orders SET locked_asset = ?, locked_amount = ? WHERE id = ?",
                  (source["locked_asset"], source["locked_amount"], target_id))
     conn.execute("UPDATE orders SET locked_amount = '0' WHERE id = ?", (source["id"],))
 
 
-def cancel_row(conn: sqlite3.Connection, row: sqlite3.Row, reason: str, now: float) -> None:
+def cancel_row(conn: Connection, row: Row, reason: str, now: float) -> None:
     """Cancel an open order and release its funds; a leg of an OCO pair hands its lock to the other
     leg while that one is still open."""
     locked = Decimal(row["locked_amount"])
@@ -139,7 +138,7 @@ def cancel_row(conn: sqlite3.Connection, row: sqlite3.Row, reason: str, now: flo
     journal.append(conn, now, "cancelled", account=row["account"], order_id=row["id"], reason=reason)
 
 
-def view(row: sqlite3.Row) -> OrderView:
+def view(row: Row) -> OrderView:
     return OrderView(
         id=row["id"],
         account=row["account"],

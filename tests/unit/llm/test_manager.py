@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,13 +11,13 @@ import pytest
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.health import HealthPolicy
 from heablcoin_mcp.core.llm.manager import ApiManager
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 KEYS = {"KEY_A": "sk-secret-aaaa-1111", "KEY_B": "sk-secret-bbbb-2222", "KEY_C": "sk-secret-cccc-3333"}
 
 
@@ -29,9 +28,8 @@ def llms() -> Iterator[list[FakeLLM]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: ManualClock) -> EndpointStore:
-    db = Database(tmp_path / "ai.db")
-    db.migrate()
+def store(storage: Storage, clock: ManualClock) -> EndpointStore:
+    db = storage
     return EndpointStore(db, clock, Consents(db, clock), EndpointPolicy(key_patterns=("KEY_*",), allow_private=True))
 
 

@@ -2,16 +2,17 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 
 from heablcoin_mcp.core.risk.engine import OrderContext, RiskEngine
 from heablcoin_mcp.core.risk.limits import REGIME_TABLE, RiskLimits, effective
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import ConfirmationRequired, InvalidInput
 from tests.fakes.clock import ManualClock
+
+pytestmark = pytest.mark.both_engines
 
 LIMITS = RiskLimits(
     max_order_notional=D(1000),
@@ -49,9 +50,8 @@ OK = OrderContext(
 
 
 @pytest.fixture
-def engine(tmp_path: Path, clock: ManualClock) -> RiskEngine:
-    db = Database(tmp_path / "r.db")
-    db.migrate()
+def engine(storage: Storage, clock: ManualClock) -> RiskEngine:
+    db = storage
     return RiskEngine(db, LIMITS, clock, Consents(db, clock))
 
 

@@ -2,22 +2,22 @@ from __future__ import annotations
 
 import contextlib
 import random
-from pathlib import Path
 
 import pytest
 
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue, TaskSpec, parse_priority
 from heablcoin_mcp.errors import HeablError, InvalidInput, NotFound
 from tests.fakes.clock import ManualClock
+
+pytestmark = pytest.mark.both_engines
 
 W = "worker-1"
 
 
 @pytest.fixture
-def queue(tmp_path: Path, clock: ManualClock) -> TaskQueue:
-    db = Database(tmp_path / "q.db")
-    db.migrate()
+def queue(storage: Storage, clock: ManualClock) -> TaskQueue:
+    db = storage
     return TaskQueue(db, clock, QueuePolicy(lease_seconds=30, aging_seconds=300, backoff_base=2, backoff_cap=60),
                      random.Random(3))
 

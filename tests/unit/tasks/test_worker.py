@@ -18,7 +18,7 @@ from heablcoin_mcp.errors import ConfigError, InvalidInput
 from tests.fakes.clock import ManualClock
 from tests.fakes.market import ScriptedMarket
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 SECRET = "whsec-test-0123456789"
 
 

@@ -8,6 +8,8 @@ from heablcoin_mcp.core.books.money import dec, floor_to_step, text
 from heablcoin_mcp.core.trading.paper import Slice, average, stop_fill_price, stop_triggered, traded_through, walk_book
 from heablcoin_mcp.errors import InvalidInput
 
+pytestmark = pytest.mark.both_engines
+
 ASKS = [(100.0, 1.0), (101.0, 2.0)]
 BIDS = [(99.0, 1.0), (98.0, 2.0)]
 

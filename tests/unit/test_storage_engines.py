@@ -1,0 +1,154 @@
+"""The storage contract, the same tests on SQLite and PostgreSQL: migrations, transactions, the
+append-only journal, several processes at once, and (PostgreSQL) workers woken by NOTIFY."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from heablcoin_mcp.core.storage import MIGRATIONS, IntegrityError, Migration, Storage, open_storage
+from heablcoin_mcp.core.storage.pg_migrations import PG_MIGRATIONS
+from heablcoin_mcp.core.storage.postgres import PostgresDatabase, translate
+from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from tests.fakes.clock import ManualClock
+
+pytestmark = pytest.mark.both_engines
+
+COUNTING = (
+    Migration(1, "log", "CREATE TABLE applied (n INTEGER);\nINSERT INTO applied VALUES (1);"),
+    Migration(2, "more", "INSERT INTO applied VALUES (2);"),
+)
+
+
+def opened(database_url: str | None, tmp_path: Path, migrations: tuple[Migration, ...]) -> Storage:
+    if database_url:
+        return PostgresDatabase(database_url, migrations=migrations)
+    from heablcoin_mcp.core.storage import Database
+
+    return Database(tmp_path / "x.db", migrations=migrations)
+
+
+def test_both_engines_know_the_same_migrations() -> None:
+    assert [(m.version, m.name) for m in PG_MIGRATIONS] == [(m.version, m.name) for m in MIGRATIONS]
+
+
+def test_migrating_twice_applies_nothing_the_second_time(database_url: str | None, tmp_path: Path) -> None:
+    db = opened(database_url, tmp_path, COUNTING)
+    assert db.migrate() == 2
+    assert db.migrate() == 0
+    assert db.schema_version() == 2
+    assert [r[0] for r in db.conn.execute("SELECT n FROM applied ORDER BY n")] == [1, 2]
+    db.close()
+
+
+def test_a_failing_migration_leaves_the_schema_untouched(database_url: str | None, tmp_path: Path) -> None:
+    broken = (*COUNTING, Migration(3, "broken", "INSERT INTO applied VALUES (3);\nSELECT * FROM nope;"))
+    db = opened(database_url, tmp_path, broken)
+    with pytest.raises(Exception, match="nope"):
+        db.migrate()
+    assert db.schema_version() == 2
+    assert sorted(r[0] for r in db.conn.execute("SELECT n FROM applied")) == [1, 2]
+    db.close()
+
+
+def test_a_write_rolls_back_whole_and_keeps_the_original_error(storage: Storage) -> None:
+    with pytest.raises(ZeroDivisionError), storage.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('a', '1', 0)")
+        _ = 1 / 0
+    assert storage.conn.execute("SELECT count(*) FROM kv").fetchone()[0] == 0
+    with storage.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)", ("a", "50% off", 0.5))
+    row = storage.conn.execute("SELECT key, value, updated_at FROM kv WHERE value LIKE '50%'").fetchone()
+    assert (row["key"], row[1], row["updated_at"]) == ("a", "50% off", 0.5)
+    assert dict(zip(row.keys(), row, strict=True)) == {"key": "a", "value": "50% off", "updated_at": 0.5}
+
+
+def test_the_journal_refuses_updates_and_deletes(storage: Storage) -> None:
+    with storage.write() as conn:
+        conn.execute("INSERT INTO journal (ts, event, detail) VALUES (1, 'intent', '{}')")
+    for statement in ("UPDATE journal SET event = 'forged'", "DELETE FROM journal"):
+        with pytest.raises(IntegrityError, match="append-only"), storage.write() as conn:
+            conn.execute(statement)
+    assert [tuple(r) for r in storage.conn.execute("SELECT event, detail FROM journal")] == [("intent", "{}")]
+
+
+def test_a_refused_constraint_is_the_same_error_on_both(storage: Storage) -> None:
+    with storage.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('a', '1', 0)")
+    with pytest.raises(IntegrityError), storage.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('a', '2', 0)")
+
+
+MIGRATE_IN_CHILD = """
+import sys
+from pathlib import Path
+from heablcoin_mcp.core.storage import open_storage
+db = open_storage(sys.argv[1] or None, Path(sys.argv[2]))
+print(db.migrate())
+"""
+
+
+def test_processes_starting_at_once_apply_each_migration_exactly_once(database_url: str | None,
+                                                                      tmp_path: Path) -> None:
+    children = [subprocess.Popen([sys.executable, "-c", MIGRATE_IN_CHILD, database_url or "",
+                                  str(tmp_path / "shared.db")], stdout=subprocess.PIPE, text=True)
+                for _ in range(6)]
+    applied = [int(child.communicate(timeout=60)[0]) for child in children]
+    assert all(child.returncode == 0 for child in children)
+    assert sum(applied) == len(MIGRATIONS)
+    db = open_storage(database_url, tmp_path / "shared.db")
+    assert db.schema_version() == MIGRATIONS[-1].version
+    db.close()
+
+
+def test_concurrent_claimers_each_get_a_task_once(storage: Storage, tmp_path: Path,
+                                                  database_url: str | None) -> None:
+    """Four threads with connections of their own drain 200 tasks: every task claimed exactly once."""
+    clock = ManualClock()
+    TaskQueue(storage, clock).publish([TaskSpec("system.sleep", {"seconds": 0}) for _ in range(200)])
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def drain(n: int) -> None:
+        queue = TaskQueue(open_storage(database_url, tmp_path / "heablcoin.db"), clock)
+        while (task := queue.claim(f"w{n}")) is not None:
+            assert queue.complete(task.id, f"w{n}", {})
+            with lock:
+                claimed.append(task.id)
+        queue.db.close()
+
+    threads = [threading.Thread(target=drain, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(claimed) == 200 and len(set(claimed)) == 200
+    counts = {r[0]: r[1] for r in storage.conn.execute("SELECT status, sum(n) FROM task_counts GROUP BY status")}
+    assert counts["COMPLETED"] == 200 and counts.get("PENDING", 0) == 0
+
+
+@pytest.mark.anyio
+async def test_an_idle_worker_on_postgresql_is_woken_by_the_publish(engine_name: str, storage: Storage) -> None:
+    """With a 30 s fallback poll, only the NOTIFY sent at commit can wake the listener this soon."""
+    if engine_name == "sqlite":
+        assert storage.listener("tasks") is None  # SQLite workers poll
+        return
+    listener = storage.listener("tasks")
+    assert listener is not None
+    assert await listener.wait(0.2) is False  # opens the LISTEN connection; nothing published yet
+    TaskQueue(storage, ManualClock()).publish([TaskSpec("system.sleep", {"seconds": 0})])
+    with anyio.fail_after(10):
+        assert await listener.wait(30) is True
+    await listener.aclose()
+
+
+def test_sqlite_spellings_are_translated_and_literals_kept() -> None:
+    assert translate("SELECT * FROM t INDEXED BY i WHERE a = ? AND b LIKE 'x%?' AND c % 2 = 0") == (
+        "SELECT * FROM t  WHERE a = %s AND b LIKE 'x%%?' AND c %% 2 = 0")
+    assert translate("EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)") == (
+        "EXISTS (SELECT 1 FROM json_array_elements_text((tasks.tags)::json) AS json_each(value) WHERE value = %s)")
