@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("names", nargs="*", metavar="LIMIT", help="e.g. max_order_notional, deny_symbols")
     allow = risk_actions.add_parser("allow", help="lift the denials a tool added for these symbols")
     allow.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    move = commands.add_parser("migrate-db", help="copy the embedded SQLite database into an empty PostgreSQL one")
+    move.add_argument("--to", required=True, metavar="URL", help="postgresql://… (the password is never printed)")
+    move.add_argument("--from", dest="source", metavar="FILE", help="the SQLite file (default: the one in home)")
     return parser
 
 
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return worker(settings)
         if command == "trading-state":
             return trading_state(settings, args.state.upper(), args.reason)
+        if command == "migrate-db":
+            return migrate_db(settings, args.to, args.source)
         if command == "risk":
             return risk_limits(settings, args.names if args.risk_action == "reset" else None,
                                args.symbols if args.risk_action == "allow" else None)
@@ -166,6 +171,32 @@ def risk_limits(settings: Settings, reset: list[str] | None, allow: list[str] | 
             return "".join(f"{c.name}: {c.before} -> {c.after}\n" for c in planned) or "nothing to change\n"
 
     sys.stdout.write(anyio.run(apply))
+    return 0
+
+
+def migrate_db(settings: Settings, url: str, source: str | None) -> int:
+    """Copy every table (journal included, ids kept) into PostgreSQL and verify counts and balances."""
+    from pathlib import Path
+
+    from heablcoin_mcp.config import check_database_url
+    from heablcoin_mcp.core.storage import Database, PostgresDatabase
+    from heablcoin_mcp.core.storage.copy import copy_database
+
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        raise InvalidInput(f"--to {exc}") from None
+    path = Path(source).expanduser() if source else settings.db_path
+    if not path.exists():
+        raise InvalidInput(f"no database at {path}", hint="Name the file with --from.")
+    sqlite, postgres = Database(path), PostgresDatabase(url)
+    try:
+        report = copy_database(sqlite, postgres)
+    finally:
+        sqlite.close()
+        postgres.close()
+    sys.stdout.write(f"{path} -> {postgres.location}\n" + "".join(f"{line}\n" for line in report.lines()))
+    sys.stdout.write("Set HEABLCOIN_DATABASE_URL to use it.\n")
     return 0
 
 
