@@ -18,7 +18,8 @@ CLIENT_DIR = Path(__file__).parent / "ts_client"
 
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEABLCOIN_")}
+    # HEABLCOIN_DATABASE_URL is the test's own (a PostgreSQL schema, see tests/conftest.py)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEABLCOIN_") or k == "HEABLCOIN_DATABASE_URL"}
     env.update(HEABLCOIN_HOME=str(home), HEABLCOIN_EXCHANGE="sim", HEABLCOIN_LOG_LEVEL="WARNING", **extra)
     return env
 
