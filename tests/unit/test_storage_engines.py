@@ -152,3 +152,38 @@ def test_sqlite_spellings_are_translated_and_literals_kept() -> None:
         "SELECT * FROM t  WHERE a = %s AND b LIKE 'x%%?' AND c %% 2 = 0")
     assert translate("EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)") == (
         "EXISTS (SELECT 1 FROM json_array_elements_text((tasks.tags)::json) AS json_each(value) WHERE value = %s)")
+
+
+def test_a_schedule_publishes_once_per_period_however_many_workers_tick(storage: Storage, tmp_path: Path,
+                                                                        database_url: str | None) -> None:
+    """Six workers (connections of their own) tick at the same moments for 15 periods: one task per
+    period, never two (each run completes before the next period, so none is skipped as busy)."""
+    from heablcoin_mcp.core.tasks.scheduler import Scheduler
+
+    clock = ManualClock()
+    queue = TaskQueue(storage, clock)
+    schedule_id, first = Scheduler(storage, queue, clock).add(TaskSpec("system.sleep", {"seconds": 0}), 60)
+    workers = []
+    for _ in range(6):
+        db = open_storage(database_url, tmp_path / "heablcoin.db")
+        own = TaskQueue(db, clock)
+        workers.append((db, own, Scheduler(db, own, clock)))
+    for _ in range(15):
+        while (task := queue.claim("w")) is not None:  # the period's task ran
+            queue.complete(task.id, "w", {})
+        clock.advance(60)
+        barrier = threading.Barrier(len(workers))
+
+        def tick(scheduler: Scheduler, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            scheduler.tick()
+
+        threads = [threading.Thread(target=tick, args=(scheduler,)) for _, _, scheduler in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    published = storage.conn.execute("SELECT count(*) FROM tasks WHERE schedule_id = ?", (schedule_id,)).fetchone()[0]
+    assert first and published == 1 + 15
+    for db, _, _ in workers:
+        db.close()

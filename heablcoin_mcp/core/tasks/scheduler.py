@@ -113,15 +113,20 @@ class Scheduler:
         return task_id
 
     def tick(self) -> int:
-        """Publish one task per due schedule (none if its last task is still pending); returns how many."""
+        """Publish one task per due schedule (none if its last task is still pending); returns how many.
+        However many workers tick at once, each period is taken by one of them (compare-and-set on
+        ``next_run``); a worker that dies between taking it and publishing skips that one period."""
         now = self.clock.now()
         published = 0
         due = self.db.conn.execute("SELECT * FROM task_schedules WHERE enabled = 1 AND next_run <= ?",
                                    (now,)).fetchall()
         for row in due:
-            with self.db.write() as conn:
-                conn.execute("UPDATE task_schedules SET next_run = ? WHERE id = ?",
-                             (self._next(row["every_seconds"], row["cron"], now), row["id"]))
+            with self.db.write() as conn:  # this worker takes the period only if no other took it first
+                taken = conn.execute("UPDATE task_schedules SET next_run = ? WHERE id = ? AND next_run = ?",
+                                     (self._next(row["every_seconds"], row["cron"], now), row["id"],
+                                      row["next_run"])).rowcount
+            if not taken:
+                continue
             busy = row["last_task"] and self.db.conn.execute(
                 "SELECT 1 FROM tasks WHERE id = ? AND status IN ('PENDING', 'RUNNING', 'TIMED_OUT')",
                 (row["last_task"],)).fetchone()
