@@ -20,11 +20,14 @@ from heablcoin_mcp.core.analysis.service import AnalysisService
 from heablcoin_mcp.core.clock import Clock, SystemClock
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.manager import ApiManager
+from heablcoin_mcp.core.llm.shared import LocalHealth, RedisHealth
 from heablcoin_mcp.core.market.cache import TTLCache
 from heablcoin_mcp.core.market.ccxt_source import Proxies
+from heablcoin_mcp.core.market.limiter import SharedExchangeLimiter
 from heablcoin_mcp.core.market.models import MarketData
 from heablcoin_mcp.core.market.service import MarketService
 from heablcoin_mcp.core.monitor.health import HealthMonitor
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
@@ -33,6 +36,7 @@ from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.core.tasks.handlers import builtin_handlers
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
+from heablcoin_mcp.core.tasks.stats import PRIORITY_NAMES
 from heablcoin_mcp.core.tasks.taskflow import TaskService
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.core.tasks.worker import Worker
@@ -65,12 +69,16 @@ class App:
         self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
         self.redactor = Redactor(self.environ, values=secret_settings(settings))
+        self.metrics = Metrics()
+        # with Redis, every ccxt client of every process shares one request budget per (exchange, account)
+        self.exchange_limiter = SharedExchangeLimiter(settings.redis_url) if settings.redis_url else None
         self.db = open_storage(settings.database_url, settings.db_path, synchronous=settings.db_synchronous,
                                busy_timeout_ms=int(settings.db_busy_timeout * 1000))
         self.market = MarketService(
-            market_source or build_market_source(settings, self.clock),
+            market_source or build_market_source(settings, self.clock, self.exchange_limiter),
             TTLCache(self.clock, max_bytes=settings.market_cache_mb * 1024 * 1024),
             self.clock,
+            self.metrics,
         )
         self.analysis = AnalysisService(
             self.market,
@@ -91,7 +99,7 @@ class App:
         self.risk = RiskEngine(self.db, risk_limits(settings), self.clock, self.consents)
         self.brokers = LiveBrokers(
             self.environ, timeout_seconds=settings.exchange_timeout, proxies=proxies(settings), api_base=live_api_base,
-            redactor=self.redactor,
+            redactor=self.redactor, limiter=self.exchange_limiter,
         )
         self.portfolio = PortfolioService(
             self.db, self.market, self.accounts, self.brokers, settings.quote_asset, settings.paper_initial_balance,
@@ -103,7 +111,7 @@ class App:
             trading_mode=settings.trading_mode, slippage_bps=settings.paper_slippage_bps,
         )
         executor = Executor(self.db, self.clock, self.market, self.brokers, self.records,
-                            slippage_bps=settings.paper_slippage_bps)
+                            slippage_bps=settings.paper_slippage_bps, metrics=self.metrics)
         self.orders = OrderService(
             self.db, self.clock, self.market, self.risk, self.portfolio, self.accounts, self.brokers, self.records,
             pricer, executor, trading_mode=settings.trading_mode,
@@ -114,8 +122,9 @@ class App:
         self.endpoints = EndpointStore(self.db, self.clock, self.consents, EndpointPolicy(
             key_patterns=settings.ai_key_env_patterns, allow_private=settings.ai_allow_private,
             other_secrets=self.accounts.key_variables), self.redactor)
+        self.shared_health = RedisHealth(settings.redis_url) if settings.redis_url else LocalHealth()
         self.ai = ApiManager(self.endpoints, self.clock, self.environ, deadline=settings.ai_deadline,
-                             redactor=self.redactor)
+                             redactor=self.redactor, shared=self.shared_health)
         self.queue = TaskQueue(self.db, self.clock, QueuePolicy(lease_seconds=settings.task_lease_seconds,
                                                                 aging_seconds=settings.task_aging_seconds))
         self.webhooks = Webhooks(
@@ -126,13 +135,17 @@ class App:
         handlers = builtin_handlers(self)
         self.tasks = TaskService(self.queue, handlers, self.scheduler, self.webhooks, self.clock)
         self.worker = Worker(self.queue, handlers, self.scheduler, self.webhooks,
-                             concurrency=settings.worker_concurrency, poll_interval=settings.task_poll_interval)
+                             concurrency=settings.worker_concurrency, poll_interval=settings.task_poll_interval,
+                             metrics=self.metrics)
+        self.metrics.add_gauges(self._gauges)
         self.monitor = HealthMonitor(
             facts={"version": __version__, "transport": settings.transport, "trading_mode": settings.trading_mode,
                    "exchange": settings.exchange, "simulated_market": settings.exchange == "sim",
                    "toolsets": list(settings.toolsets)},
             uptime=self.uptime, database=self.db.health,
-            components=[self.market.health, self.orders.health, self.ai.component_health, self.worker.health],
+            components=[self.market.health, self.orders.health, self.ai.component_health, self.worker.health,
+                        *([self.shared_health.component_health] if isinstance(self.shared_health, RedisHealth)
+                          else [])],
         )
         self._background = anyio.Lock()
         self._started_at: float | None = None
@@ -175,7 +188,10 @@ class App:
             await self.brokers.close()
             await self.ai.close()
             await self.webhooks.close()
+            if self.exchange_limiter is not None:
+                await self.exchange_limiter.aclose()
             log.info("stopped")
+        self.shared_health.close()
         self.db.close()  # also when never started: a service read through it before
 
     async def run_background(self, *, matcher: bool = True, worker: bool = True) -> None:
@@ -192,6 +208,28 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
+
+    def _gauges(self) -> list[tuple[str, str, tuple[str, ...], dict[tuple[str, ...], float]]]:
+        """Read at scrape time: queue depth, AI endpoint state and budgets, the database."""
+        depth = {(str(status), PRIORITY_NAMES[priority]): float(n) for status, priority, n in self.db.conn.execute(
+            "SELECT status, priority, sum(n) FROM task_counts GROUP BY status, priority HAVING sum(n) > 0")}
+        states: dict[tuple[str, ...], float] = {}
+        budgets: dict[tuple[str, ...], float] = {}
+        for endpoint in self.ai.endpoints():
+            health = self.ai.health(endpoint)
+            states[(endpoint.name, health.status() if endpoint.enabled else "DISABLED")] = 1.0
+            budgets[(endpoint.name, "requests")] = max(0.0, health.requests.level)
+            if health.tokens is not None:
+                budgets[(endpoint.name, "tokens")] = max(0.0, health.tokens.level)
+        _, database = self.db.health()
+        return [
+            ("heablcoin_tasks", "tasks stored, by status and priority", ("status", "priority"), depth),
+            ("heablcoin_ai_endpoint_state", "1 for each AI endpoint's current state", ("endpoint", "state"), states),
+            ("heablcoin_ai_endpoint_budget", "what is left of each AI endpoint's per-minute budgets",
+             ("endpoint", "budget"), budgets),
+            ("heablcoin_database_up", "1 when the database answers with the expected schema", ("engine",),
+             {(self.db.engine,): float(database.status == "ok")}),
+        ]
 
     def uptime(self) -> float:
         return self.clock.monotonic() - self._started_at if self._started_at is not None else 0.0
@@ -212,7 +250,7 @@ def risk_limits(settings: Settings) -> RiskLimits:
     )
 
 
-def build_market_source(settings: Settings, clock: Clock) -> MarketData:
+def build_market_source(settings: Settings, clock: Clock, limiter: SharedExchangeLimiter | None = None) -> MarketData:
     if settings.exchange == "sim":
         from heablcoin_mcp.core.market.sim import SimMarketData
 
@@ -224,13 +262,15 @@ def build_market_source(settings: Settings, clock: Clock) -> MarketData:
         market_type=settings.market_type,
         proxies=proxies(settings),
         timeout_seconds=settings.exchange_timeout,
+        limiter=limiter,
     )
 
 
 def secret_settings(settings: Settings) -> list[str]:
     """Secret values the settings hold (they may come from a .env file, not the environment)."""
     values = [s.get_secret_value() for s in (settings.auth_token, settings.webhook_secret) if s is not None]
-    for proxy in (settings.http_proxy, settings.https_proxy, settings.socks_proxy, settings.database_url):
+    for proxy in (settings.http_proxy, settings.https_proxy, settings.socks_proxy, settings.database_url,
+                  settings.redis_url):
         password = urlsplit(proxy).password if proxy else None
         if password:
             values.append(password)

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for HTTP transports")
     commands.add_parser("doctor", help="check the configuration; exit 1 on errors")
     commands.add_parser("demo", help="run a guided tour against an offline server over stdio")
-    commands.add_parser("worker", help="run only the task worker (and paper matcher) against the database")
+    work = commands.add_parser("worker", help="run only the task worker against the database")
+    work.add_argument("--metrics-port", type=int, metavar="PORT",
+                      help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics")
     client = commands.add_parser("client-config", help="print the config block for a desktop client")
     client.add_argument("client", choices=["claude", "cursor", "windsurf", "vscode"])
     client.add_argument("--sim", action="store_true", help="use the offline simulated market")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(**overrides)
         configure_logging(settings)
         if command == "worker":
-            return worker(settings)
+            return worker(settings, args.metrics_port)
         if command == "trading-state":
             return trading_state(settings, args.state.upper(), args.reason)
         if command == "migrate-db":
@@ -200,8 +202,9 @@ def migrate_db(settings: Settings, url: str, source: str | None) -> int:
     return 0
 
 
-def worker(settings: Settings) -> int:
-    """The task worker alone: several processes may share one database."""
+def worker(settings: Settings, metrics_port: int | None = None) -> int:
+    """The task worker alone: several processes may share one database. Its metrics listen on
+    loopback only (put a scraper beside it, or a proxy with its own authentication)."""
     import anyio
 
     if settings.worker_concurrency < 1:
@@ -210,6 +213,11 @@ def worker(settings: Settings) -> int:
 
     async def run() -> None:
         async with build_app(settings) as app:
+            if metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(metrics_port, addr="127.0.0.1", registry=app.metrics.registry())
+                log.info("metrics at http://127.0.0.1:%d/metrics", metrics_port)
             log.info("worker %s running %d slot(s)", app.worker.worker_id, settings.worker_concurrency)
             await app.run_background(matcher=False)
 

@@ -83,12 +83,16 @@ class Settings(BaseSettings):
     auth_token: SecretStr | None = None
     http_header_timeout: float = Field(10.0, gt=0, le=300, description="seconds a client has to send request headers")
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    http_stateless: bool = Field(False, description="streamable HTTP without sessions, so any of several servers "
+                                                     "behind a load balancer can answer any request")
     toolsets: Annotated[tuple[str, ...], NoDecode] = TOOLSET_NAMES
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     db_busy_timeout: float = Field(10.0, gt=0, le=600, description="seconds a write waits for another process's lock")
     db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     database_url: str | None = Field(None, description="postgresql://… to share one database between servers and "
                                                         "workers; unset = the SQLite file in home")
+    redis_url: str | None = Field(None, description="redis://… to share AI endpoint health and budgets between "
+                                                     "processes; unset = each process keeps its own")
     http_proxy: str | None = None
     https_proxy: str | None = None
     socks_proxy: str | None = None
@@ -103,6 +107,15 @@ class Settings(BaseSettings):
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
         return None if value is None or not value.strip() else check_database_url(value)
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("home", mode="after")
     @classmethod
@@ -221,6 +234,6 @@ def config_error(exc: ValidationError) -> ConfigError:
 
 def _shown(field: str, value: Any) -> str:
     # ai_endpoints: a key pasted into the wrong field of the JSON must not be printed back.
-    if field in ("auth_token", "webhook_secret", "ai_endpoints", "database_url") or "proxy" in field:
+    if field in ("auth_token", "webhook_secret", "ai_endpoints", "database_url", "redis_url") or "proxy" in field:
         return "<hidden>"
     return repr(value)

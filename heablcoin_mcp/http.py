@@ -6,16 +6,16 @@ import asyncio
 import hmac
 import logging
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
-from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from heablcoin_mcp.config import ENV_PREFIX, Settings
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.errors import ConfigError
+from heablcoin_mcp.server import HeablServer
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,22 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class MetricsEndpoint:
+    """``GET /metrics``: the Prometheus text format, behind the same Host check and bearer token as
+    the MCP endpoint (it is wrapped by them)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            body, content_type = await asyncio.to_thread(self.metrics.exposition)
+            await Response(body, media_type=content_type)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def check_exposure(settings: Settings) -> None:
     """Refuse to listen beyond loopback without a token.
 
@@ -127,20 +143,20 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
+def build_http_app(server: HeablServer, settings: Settings) -> ASGIApp:
     check_exposure(settings)
     security = transport_security(settings)
     if settings.transport == "sse":
         inner = server.sse_app(transport_security=security)
     else:
-        inner = server.streamable_http_app(transport_security=security)
-    guarded: ASGIApp = HostGuard(inner, allowed_names(settings))
+        inner = server.streamable_http_app(transport_security=security, stateless_http=settings.http_stateless)
+    guarded: ASGIApp = HostGuard(MetricsEndpoint(inner, server.metrics), allowed_names(settings))
     if settings.auth_token is None:
         return guarded
     return BearerAuth(guarded, settings.auth_token.get_secret_value())
 
 
-def serve_http(server: MCPServer[Any], settings: Settings) -> None:
+def serve_http(server: HeablServer, settings: Settings) -> None:
     import uvicorn
 
     app = build_http_app(server, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -31,6 +32,7 @@ from pydantic import AnyUrl, BaseModel
 from heablcoin_mcp import __version__
 from heablcoin_mcp.app import App
 from heablcoin_mcp.core.changes import ChangeFeed
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.errors import HeablError, NotFound
 from heablcoin_mcp.notifications import Pushes
@@ -71,9 +73,10 @@ class HeablServer(MCPServer[App]):
     """MCPServer whose every tool call goes through the one envelope (tools/_envelope.py), and whose
     every result and resource is scrubbed of configured secrets on the way out."""
 
-    def __init__(self, *args: Any, redactor: Redactor, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, redactor: Redactor, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.redactor = redactor
+        self.metrics = metrics
         self._listed: list[MCPTool] | None = None
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, title: str | None = None,
@@ -104,13 +107,18 @@ class HeablServer(MCPServer[App]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[App, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        began = time.perf_counter()
         try:
             outcome = await super().call_tool(name, arguments, context)
         except MCPError:
+            self.metrics.count("heablcoin_tool_calls", name, "protocol_error")
             raise
         except Exception as exc:
             outcome = _envelope.error_result(_envelope.translate(name, exc))
-        return _envelope.scrubbed(_envelope.as_tool_result(name, outcome), self.redactor)
+        result = _envelope.scrubbed(_envelope.as_tool_result(name, outcome), self.redactor)
+        self.metrics.count("heablcoin_tool_calls", name, _envelope.outcome_of(result))
+        self.metrics.observe("heablcoin_tool_call_seconds", time.perf_counter() - began, name)
+        return result
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[App, Any] | None = None
@@ -164,6 +172,7 @@ def build_server(app: App) -> HeablServer:
     server = HeablServer(
         "heablcoin-mcp",
         redactor=app.redactor,
+        metrics=app.metrics,
         title="Heablcoin crypto trading assistant",
         instructions=INSTRUCTIONS,
         version=__version__,

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 DATABASE_URL = os.environ.get("HEABLCOIN_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HEABLCOIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("HEABLCOIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -48,6 +48,25 @@ def postgres_schema() -> Iterator[str]:
             yield with_search_path(DATABASE_URL, schema)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the test Redis; its keys are deleted after."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        unavailable("Redis", str(exc))
+    prefix = f"test:{secrets.token_hex(6)}:"
+    try:
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def stored_text(db: Any) -> str:

@@ -120,3 +120,15 @@ def scrubbed(outcome: Any, redactor: Redactor) -> Any:
                for c in outcome.content]
     return outcome.model_copy(update={"content": content,
                                       "structured_content": redactor.scrub_data(outcome.structured_content)})
+
+
+def outcome_of(result: Any) -> str:
+    """What a tool call came to, for metrics: ``ok``, the error code, or ``input_required``."""
+    if not isinstance(result, CallToolResult):
+        return "input_required"
+    if not result.is_error:
+        return "ok"
+    try:
+        return str(json.loads(result.content[0].text)["error"]["code"])  # type: ignore[union-attr]
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError):
+        return "error"

@@ -66,6 +66,7 @@ class FakeBinance:
         self.orders: dict[int, dict[str, Any]] = {}
         self.created: list[dict[str, str]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in the order they came
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._loopback = Loopback(self._handler())
@@ -117,6 +118,7 @@ class FakeBinance:
                 if length:
                     query.update({k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()})
                 fake.requests.append((parts.path, query))
+                fake.arrivals.append(time.monotonic())
                 fault = fake._take_fault(method, parts.path)
                 if fault is not None:
                     time.sleep(fault.stall_seconds)

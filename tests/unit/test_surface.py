@@ -45,7 +45,8 @@ def test_heavy_libraries_are_not_imported_to_serve_tools_list(tmp_path: Path, ex
         "from heablcoin_mcp.server import build_server; "
         f"app = App(Settings(_env_file=None, home={str(tmp_path)!r}, exchange={exchange!r})); "
         "server = build_server(app); anyio.run(server.list_tools); "
-        "print(sorted(m for m in ('ccxt', 'pandas', 'talib', 'ta', 'numpy', 'httpx', 'tenacity', 'pygments') "
+        "print(sorted(m for m in ('ccxt', 'pandas', 'talib', 'ta', 'numpy', 'httpx', 'tenacity', 'pygments', "
+        "'prometheus_client', 'psycopg', 'redis') "
         "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)

@@ -16,15 +16,18 @@ Only the endpoint's faults count; a caller's bad request does not.
 The window is kept as rolling aggregates (``RollingWindow``): results land in time buckets whose
 counts are summed as they arrive and subtracted as they age out, so reading the status costs the
 same with an empty window and with ten thousand calls in it.
+
+Everything but the window can be shared between processes (``dump`` / ``load``, see
+``shared.py``): the circuit, the probe, 429 waits and both budgets. Shared state is timed by the
+wall clock (``now``), which every host agrees on; per-process state by the monotonic clock.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-
-from heablcoin_mcp.core.clock import Clock
 
 Status = Literal["ACTIVE", "DEGRADED", "RATE_LIMITED", "FAILED"]
 
@@ -39,19 +42,20 @@ class HealthPolicy:
     min_samples: int = 5
     degraded_error_rate: float = 0.3
     degraded_latency: float = 10.0
+    probe_lease: float = 300.0  # a half-open probe not answered by then is lost (its process died)
 
 
 class TokenBucket:
     """``capacity`` units refilled evenly over a minute; reconciled from provider headers."""
 
-    def __init__(self, per_minute: float, clock: Clock) -> None:
+    def __init__(self, per_minute: float, now: Callable[[], float]) -> None:
         self.capacity = float(per_minute)
         self.level = float(per_minute)
-        self.clock = clock
-        self.updated = clock.monotonic()
+        self.now = now
+        self.updated = now()
 
     def _refill(self) -> None:
-        now = self.clock.monotonic()
+        now = self.now()
         self.level = min(self.capacity, self.level + (now - self.updated) * self.capacity / 60.0)
         self.updated = now
 
@@ -122,13 +126,13 @@ class RollingWindow:
 @dataclass
 class EndpointHealth:
     policy: HealthPolicy
-    clock: Clock
+    now: Callable[[], float]
     requests: TokenBucket
     tokens: TokenBucket | None = None
     consecutive_faults: int = 0
     trips: int = 0
-    open_until: float | None = None  # monotonic; set while FAILED
-    probing: bool = False
+    open_until: float | None = None  # set while FAILED
+    probe_started: float | None = None  # a half-open probe is out since then
     rate_limited_until: float | None = None
     reason: str = "no calls yet"
     results: RollingWindow = field(init=False)
@@ -136,8 +140,48 @@ class EndpointHealth:
     def __post_init__(self) -> None:
         self.results = RollingWindow(self.policy.window, self.policy.degraded_latency)
 
+    @property
+    def probing(self) -> bool:
+        return self.probe_started is not None and self.now() < self.probe_started + self.policy.probe_lease
+
+    def dump(self) -> dict[str, str]:
+        """The shared fields as text (a Redis hash); the window stays in this process."""
+        fields: dict[str, object] = {
+            "consecutive_faults": self.consecutive_faults, "trips": self.trips, "open_until": self.open_until,
+            "probe_started": self.probe_started, "rate_limited_until": self.rate_limited_until,
+            "reason": self.reason, "requests_level": self.requests.level, "requests_updated": self.requests.updated}
+        if self.tokens is not None:
+            fields |= {"tokens_level": self.tokens.level, "tokens_updated": self.tokens.updated}
+        return {k: "" if v is None else str(v) for k, v in fields.items()}
+
+    def load(self, fields: Mapping[str, str]) -> None:
+        """Take the shared fields another process stored; none stored (never called, or reset) is a
+        fresh state: circuit closed, budgets full."""
+        if not fields:
+            self.consecutive_faults = self.trips = 0
+            self.open_until = self.probe_started = self.rate_limited_until = None
+            self.reason = "no calls yet"
+            for fresh in (self.requests, self.tokens):
+                if fresh is not None:
+                    fresh.level, fresh.updated = fresh.capacity, self.now()
+            return
+
+        def number(name: str) -> float | None:
+            value = fields.get(name, "")
+            return float(value) if value else None
+
+        self.consecutive_faults = int(number("consecutive_faults") or 0)
+        self.trips = int(number("trips") or 0)
+        self.open_until, self.probe_started = number("open_until"), number("probe_started")
+        self.rate_limited_until = number("rate_limited_until")
+        self.reason = fields.get("reason", self.reason)
+        for bucket, name in ((self.requests, "requests"), (self.tokens, "tokens")):
+            level, updated = number(f"{name}_level"), number(f"{name}_updated")
+            if bucket is not None and level is not None and updated is not None:
+                bucket.level, bucket.updated = min(level, bucket.capacity), updated
+
     def status(self) -> Status:
-        now = self.clock.monotonic()
+        now = self.now()
         if self.open_until is not None:
             return "FAILED"
         if (self.rate_limited_until is not None and now < self.rate_limited_until) or not self.requests.available():
@@ -150,11 +194,11 @@ class EndpointHealth:
         """Is a usable endpoint DEGRADED (tried after the healthy ones)? A FAILED one due its
         half-open probe is not: it keeps its place, so a recovered first choice is found again."""
         return self.open_until is None and self.results.degraded(
-            self.clock.monotonic(), self.policy.min_samples, self.policy.degraded_error_rate)
+            self.now(), self.policy.min_samples, self.policy.degraded_error_rate)
 
     def usable(self, tokens: int) -> bool:
         """May a call go out now? (A FAILED endpoint past its cooldown lets one probe through.)"""
-        now = self.clock.monotonic()
+        now = self.now()
         if self.open_until is not None:
             return now >= self.open_until and not self.probing
         if self.rate_limited_until is not None and now < self.rate_limited_until:
@@ -163,7 +207,7 @@ class EndpointHealth:
 
     def ready_in(self, tokens: int) -> float:
         """Seconds until usable again (0 if now)."""
-        now = self.clock.monotonic()
+        now = self.now()
         waits = [0.0]
         if self.open_until is not None:
             waits.append(self.open_until - now if not self.probing else self.policy.cooldown)
@@ -176,14 +220,21 @@ class EndpointHealth:
 
     def started(self) -> None:
         if self.open_until is not None:
-            self.probing = True
+            self.probe_started = self.now()
         self.requests.take()
+
+    def acquire(self, tokens: int) -> bool:
+        """``usable`` and ``started`` in one step (one step of a shared transaction)."""
+        if not self.usable(tokens):
+            return False
+        self.started()
+        return True
 
     def succeeded(self, latency: float, tokens_used: int) -> None:
         self._record(True, latency)
         if self.tokens is not None:
             self.tokens.take(tokens_used)
-        self.consecutive_faults, self.open_until, self.probing = 0, None, False
+        self.consecutive_faults, self.open_until, self.probe_started = 0, None, None
         if self.trips:
             self.reason = "recovered: the half-open probe succeeded"
             self.trips = 0
@@ -192,7 +243,7 @@ class EndpointHealth:
 
     def faulted(self, kind: str, reason: str, latency: float, retry_after: float | None) -> None:
         self._record(False, latency)
-        now = self.clock.monotonic()
+        now = self.now()
         self.consecutive_faults += 1
         if kind == "rate_limited":
             asked = retry_after if retry_after is not None else self.policy.cooldown
@@ -202,11 +253,11 @@ class EndpointHealth:
         if kind == "auth" or self.probing or self.consecutive_faults >= self.policy.failure_threshold:
             self.trips += 1
             cooldown = min(self.policy.cooldown * 2 ** (self.trips - 1), self.policy.max_cooldown)
-            self.open_until, self.probing = now + cooldown, False
+            self.open_until, self.probe_started = now + cooldown, None
             self.reason = (f"circuit open for {cooldown:g} s after {reason}"
                            + (" — check the key in its environment variable" if kind == "auth" else ""))
         elif kind != "rate_limited":
             self.reason = f"last call failed: {reason}"
 
     def _record(self, ok: bool, latency: float) -> None:
-        self.results.record(self.clock.monotonic(), ok, latency)
+        self.results.record(self.now(), ok, latency)

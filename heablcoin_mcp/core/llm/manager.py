@@ -29,6 +29,7 @@ from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointStore
 from heablcoin_mcp.core.llm.health import EndpointHealth, HealthPolicy, TokenBucket
 from heablcoin_mcp.core.llm.providers import MAX_ERROR_CHARS, CallFailed, Usage, complete
+from heablcoin_mcp.core.llm.shared import HealthStore, LocalHealth
 from heablcoin_mcp.core.monitor.health import ComponentHealth
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
@@ -110,8 +111,12 @@ class _Counters:
 class ApiManager:
     def __init__(self, store: EndpointStore, clock: Clock, environ: Mapping[str, str], *,
                  policy: HealthPolicy | None = None, deadline: float = 60.0, redactor: Redactor | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = anyio.sleep, rng: random.Random | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = anyio.sleep, rng: random.Random | None = None,
+                 shared: HealthStore | None = None) -> None:
         self.store, self.clock, self.environ = store, clock, environ
+        self.shared = shared or LocalHealth()
+        # shared state is timed by the wall clock every host agrees on
+        self._now = clock.now if self.shared.shared else clock.monotonic
         self.redactor = redactor or Redactor(environ)  # providers may echo a key back: never pass it on
         self.policy = policy or HealthPolicy()
         self.deadline = deadline
@@ -138,14 +143,15 @@ class ApiManager:
         if (state is None or state.requests.capacity != endpoint.max_requests_per_minute
                 or (state.tokens.capacity if state.tokens else None) != tokens):
             previous = state
-            state = EndpointHealth(self.policy, self.clock, TokenBucket(endpoint.max_requests_per_minute, self.clock),
-                                   TokenBucket(tokens, self.clock) if tokens else None)
+            state = EndpointHealth(self.policy, self._now, TokenBucket(endpoint.max_requests_per_minute, self._now),
+                                   TokenBucket(tokens, self._now) if tokens else None)
             if previous is not None:  # a limit changed: keep the circuit, renew the budgets
                 state.consecutive_faults, state.trips, state.open_until = (previous.consecutive_faults,
                                                                            previous.trips, previous.open_until)
                 state.rate_limited_until, state.reason, state.results = (previous.rate_limited_until,
                                                                          previous.reason, previous.results)
             self._health[endpoint.name] = state
+        self.shared.read(endpoint.name, state)
         return state
 
     def counters(self, name: str) -> _Counters:
@@ -218,8 +224,11 @@ class ApiManager:
         self._rotation += 1
         while len(attempts) < MAX_ATTEMPTS:
             for candidate in self.candidates(strategy, budget, endpoint, tried | refused):
-                reply = await self._try(candidate, messages, system, max_tokens, temperature, attempts)
+                sent = len(attempts)
+                reply = await self._try(candidate, messages, system, max_tokens, temperature, budget, attempts)
                 tried.add(candidate.name)
+                if reply is None and len(attempts) == sent:
+                    continue  # another process took its last budget (or its probe) first: not sent
                 if attempts and attempts[-1].kind == "refused_target":
                     refused.add(candidate.name)
                     continue
@@ -245,7 +254,7 @@ class ApiManager:
         return min(waits) if waits else None
 
     async def _try(self, endpoint: ApiEndpoint, messages: list[dict[str, str]], system: str | None,
-                   max_tokens: int, temperature: float, attempts: list[Attempt]) -> AiReply | None:
+                   max_tokens: int, temperature: float, budget: int, attempts: list[Attempt]) -> AiReply | None:
         health, counters = self.health(endpoint), self.counters(endpoint.name)
         try:
             # Checked again at every call: a stored endpoint may predate today's policy, or DNS moved.
@@ -255,7 +264,8 @@ class ApiManager:
             attempts.append(Attempt(endpoint=endpoint.name, kind="refused_target", reason=refused.message))
             log.warning("AI endpoint %s not used: %s", endpoint.name, refused.message)
             return None
-        health.started()
+        if not self.shared.acquire(endpoint.name, health, budget):
+            return None
         counters.requests += 1
         counters.in_flight += 1
         began = self.clock.monotonic()
@@ -274,15 +284,14 @@ class ApiManager:
                 raise InvalidInput(f"{endpoint.name} refused the request: {failure.reason}",
                                    hint="The request itself is wrong (not the endpoint): fix it and retry.",
                                    details={"attempts": [a.model_dump() for a in attempts]}) from None
-            health.faulted(failure.kind, failure.reason, latency, failure.retry_after)
-            self._reconcile(health, failure.headers)
+            self._record(endpoint, health, lambda h, f=failure: h.faulted(f.kind, f.reason, latency, f.retry_after),
+                         failure.headers)
             log.warning("AI endpoint %s failed: %s", endpoint.name, counters.last_error)
             return None
         finally:
             counters.in_flight -= 1
         latency = self.clock.monotonic() - began
-        health.succeeded(latency, reply.usage.total_tokens)
-        self._reconcile(health, reply.headers)
+        self._record(endpoint, health, lambda h: h.succeeded(latency, reply.usage.total_tokens), reply.headers)
         counters.successes += 1
         counters.add_latency(latency)
         counters.tokens_used += reply.usage.total_tokens
@@ -290,6 +299,16 @@ class ApiManager:
         return AiReply(text=self.redactor.scrub(reply.text), model=reply.model, usage=reply.usage,
                        endpoint=endpoint.name, provider=endpoint.provider, latency_ms=round(latency * 1000, 2),
                        strategy="", attempts=[])
+
+    def _record(self, endpoint: ApiEndpoint, health: EndpointHealth, outcome: Callable[[EndpointHealth], None],
+                headers: dict[str, str]) -> None:
+        """The outcome and the provider's budget headers, as one change of the (shared) state."""
+
+        def apply(state: EndpointHealth) -> None:
+            outcome(state)
+            self._reconcile(state, headers)
+
+        self.shared.change(endpoint.name, health, apply)
 
     @staticmethod
     def _reconcile(health: EndpointHealth, headers: dict[str, str]) -> None:
@@ -345,6 +364,7 @@ class ApiManager:
         """Drop the counters and health of an endpoint (reset, or removed)."""
         self._counters.pop(name, None)
         self._health.pop(name, None)
+        self.shared.forget(name)
 
     def component_health(self) -> ComponentHealth:
         try:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from heablcoin_mcp.core.market.limiter import SharedExchangeLimiter
 from heablcoin_mcp.core.market.models import (
     TIMEFRAME_SECONDS,
     Candle,
@@ -96,6 +97,9 @@ def _is_network_error(exc: BaseException) -> bool:
     return isinstance(exc, ccxt.NetworkError)
 
 
+MARKET_DATA = "market-data"  # the limiter's account name for public market data requests
+
+
 class CcxtMarketData:
     simulated = False
 
@@ -108,6 +112,7 @@ class CcxtMarketData:
         timeout_seconds: float = 10.0,
         retry: RetryPolicy = RetryPolicy(),
         api_base: str | None = None,
+        limiter: SharedExchangeLimiter | None = None,
     ) -> None:
         """``api_base`` points every REST URL of the exchange at another host (a testnet, a
         mirror, or the loopback fake exchange in tests)."""
@@ -117,6 +122,7 @@ class CcxtMarketData:
         self.timeout_seconds = timeout_seconds
         self.retry = retry
         self.api_base = api_base
+        self.limiter = limiter
         self._client: Any = None
         self._markets: dict[str, MarketInfo] | None = None
         self._markets_lock = anyio.Lock()
@@ -137,6 +143,8 @@ class CcxtMarketData:
             client = getattr(ccxt_async, self.name)(config)
             if self.api_base:
                 client.urls["api"] = rebase_urls(client.urls["api"], self.api_base)
+            if self.limiter is not None:
+                self.limiter.install(client, MARKET_DATA)
             self._client = client
         return self._client
 

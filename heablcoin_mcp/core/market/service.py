@@ -26,6 +26,7 @@ from heablcoin_mcp.core.market.models import (
     Trade,
 )
 from heablcoin_mcp.core.monitor.health import ComponentHealth
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.errors import HeablError, InvalidInput, NotFound
 
 T = TypeVar("T")
@@ -97,10 +98,11 @@ def squeezed(symbol: str) -> str:
 
 
 class MarketService:
-    def __init__(self, source: MarketData, cache: TTLCache, clock: Clock) -> None:
+    def __init__(self, source: MarketData, cache: TTLCache, clock: Clock, metrics: Metrics | None = None) -> None:
         self.source = source
         self.cache = cache
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._last_error: str | None = None
 
     @property
@@ -123,8 +125,10 @@ class MarketService:
             value = await fetch()
         except HeablError as exc:
             self._last_error = f"{exc.code}: {exc.message}"
+            self.metrics.count("heablcoin_exchange_requests", self.exchange, exc.code)
             raise
         self._last_error = None
+        self.metrics.count("heablcoin_exchange_requests", self.exchange, "ok")
         self.cache.put(key, value, ttl(value) if callable(ttl) else ttl)
         return value
 

@@ -15,12 +15,14 @@ import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.core.storage import Listener
 from heablcoin_mcp.core.tasks.handlers import HandlerRegistry, Later, TaskContext
 from heablcoin_mcp.core.tasks.queue import CHANNEL, TaskQueue, TaskView
@@ -36,7 +38,8 @@ LISTENING_POLL = 5.0
 class Worker:
     def __init__(self, queue: TaskQueue, handlers: HandlerRegistry, scheduler: Scheduler, webhooks: Webhooks, *,
                  concurrency: int = 2, poll_interval: float = 0.5,
-                 sleep: Callable[[float], Awaitable[Any]] = anyio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = anyio.sleep, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.queue, self.handlers, self.scheduler, self.webhooks = queue, handlers, scheduler, webhooks
         self.concurrency = concurrency
         self.poll_interval = poll_interval
@@ -121,7 +124,9 @@ class Worker:
     async def run_one(self, worker_id: str | None = None) -> bool:
         """Claim and run one task; False when nothing was runnable."""
         worker_id = worker_id or self.worker_id
+        began = time.perf_counter()
         task = self.queue.claim(worker_id)
+        self.metrics.observe("heablcoin_task_claim_seconds", time.perf_counter() - began)
         if task is None:
             return False
         await self._run(task, worker_id)
@@ -137,6 +142,7 @@ class Worker:
         outcome: Any = None
         error: str | None = None
         timed_out = lost = False
+        began = time.perf_counter()
         async with anyio.create_task_group() as tg:
             lease_lost = anyio.Event()
             tg.start_soon(self._renew, task.id, worker_id, lease_lost, tg.cancel_scope)
@@ -152,6 +158,10 @@ class Worker:
                 error = f"internal: {type(exc).__name__}"
             lost = lease_lost.is_set()
             tg.cancel_scope.cancel()
+        outcome_name = ("lease_lost" if lost else "timed_out" if timed_out else "failed" if error is not None
+                        else "rescheduled" if isinstance(outcome, Later) else "completed")
+        self.metrics.count("heablcoin_task_runs", task.name, outcome_name)
+        self.metrics.observe("heablcoin_task_run_seconds", time.perf_counter() - began, task.name)
         if lost:
             return  # reaped or cancelled meanwhile: the queue's record wins
         if error is not None:

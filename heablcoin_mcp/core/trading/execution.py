@@ -16,6 +16,7 @@ from heablcoin_mcp.core.books.models import OrderOutcome
 from heablcoin_mcp.core.books.money import ZERO, text
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.core.storage import IntegrityError, Storage
 from heablcoin_mcp.core.trading import brackets, paper
 from heablcoin_mcp.core.trading.live import LiveBrokers, LiveOrder, total_fee
@@ -34,13 +35,25 @@ class Executor:
         records: OrderRecords,
         *,
         slippage_bps: Decimal,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.clock, self.market, self.brokers, self.records = db, clock, market, brokers, records
         self.slippage_bps = slippage_bps
+        self.metrics = metrics or Metrics()
 
     async def execute(self, priced: Priced, token: str) -> OrderOutcome:
         """Spend the confirmation token and journal the intent in one transaction, then fill on paper
         (market now, limit/stop resting) or send live."""
+        try:
+            outcome = await self._execute(priced, token)
+        except HeablError as exc:
+            self.metrics.count("heablcoin_orders", priced.account.mode, exc.code)
+            raise
+        self.metrics.count("heablcoin_orders", priced.account.mode,
+                           outcome.order.status if outcome.status == "executed" and outcome.order else outcome.status)
+        return outcome
+
+    async def _execute(self, priced: Priced, token: str) -> OrderOutcome:
         req, market = priced.req, priced.market
         order_id = f"ord_{secrets.token_hex(8)}"
         now = self.clock.now()

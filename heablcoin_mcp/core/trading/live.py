@@ -16,6 +16,7 @@ from typing import Any
 from heablcoin_mcp.core.books.ledger import Holding
 from heablcoin_mcp.core.books.money import ZERO, dec
 from heablcoin_mcp.core.market.ccxt_source import Proxies, rebase_urls, translate_ccxt_error
+from heablcoin_mcp.core.market.limiter import SharedExchangeLimiter
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.trading.accounts import Account
 from heablcoin_mcp.errors import ConfigError, ExchangeRejected, HeablError, OutcomeUnknown
@@ -45,8 +46,9 @@ class LiveOrder:
 class LiveBroker:
     def __init__(self, account: Account, environ: Mapping[str, str], *, timeout_seconds: float = 10.0,
                  proxies: Proxies | None = None, api_base: str | None = None,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, limiter: SharedExchangeLimiter | None = None) -> None:
         self.account = account
+        self.limiter = limiter
         self.environ = environ
         self.redactor = redactor or Redactor(environ)
         self.timeout_seconds = timeout_seconds
@@ -77,6 +79,8 @@ class LiveBroker:
             client = getattr(ccxt_async, self.account.exchange)(config)
             if self.api_base:
                 client.urls["api"] = rebase_urls(client.urls["api"], self.api_base)
+            if self.limiter is not None:
+                self.limiter.install(client, self.account.name)
             self._client = client
         return self._client
 
@@ -163,16 +167,18 @@ class LiveBrokers:
     """One broker (one ccxt client) per live account, closed on shutdown."""
 
     def __init__(self, environ: Mapping[str, str], *, timeout_seconds: float, proxies: Proxies,
-                 api_base: str | None = None, redactor: Redactor | None = None) -> None:
+                 api_base: str | None = None, redactor: Redactor | None = None,
+                 limiter: SharedExchangeLimiter | None = None) -> None:
         self.environ, self.timeout_seconds, self.proxies, self.api_base = environ, timeout_seconds, proxies, api_base
         self.redactor = redactor or Redactor(environ)
+        self.limiter = limiter
         self._brokers: dict[str, LiveBroker] = {}
 
     def get(self, account: Account) -> LiveBroker:
         if account.name not in self._brokers:
             self._brokers[account.name] = LiveBroker(account, self.environ, timeout_seconds=self.timeout_seconds,
                                                      proxies=self.proxies, api_base=self.api_base,
-                                                     redactor=self.redactor)
+                                                     redactor=self.redactor, limiter=self.limiter)
         return self._brokers[account.name]
 
     async def close(self) -> None:

@@ -11,13 +11,16 @@ import pytest
 from heablcoin_mcp.core.llm.endpoints import ApiEndpoint, EndpointPolicy, EndpointStore
 from heablcoin_mcp.core.llm.health import HealthPolicy
 from heablcoin_mcp.core.llm.manager import ApiManager
+from heablcoin_mcp.core.llm.shared import HealthStore, LocalHealth, RedisHealth
 from heablcoin_mcp.core.storage import Storage
 from heablcoin_mcp.core.storage.consents import Consents
 from heablcoin_mcp.errors import InvalidInput, NotFound, ProviderUnavailable
 from tests.fakes.clock import ManualClock
 from tests.fakes.llm import Behaviour, FakeLLM, fake_llms
+from tests.services import REDIS_URL, redis_prefix
 
-pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
+# The API-manager contract: every test with health and budgets in this process and in Redis.
+pytestmark = pytest.mark.anyio
 KEYS = {"KEY_A": "sk-secret-aaaa-1111", "KEY_B": "sk-secret-bbbb-2222", "KEY_C": "sk-secret-cccc-3333"}
 
 
@@ -33,12 +36,24 @@ def store(storage: Storage, clock: ManualClock) -> EndpointStore:
     return EndpointStore(db, clock, Consents(db, clock), EndpointPolicy(key_patterns=("KEY_*",), allow_private=True))
 
 
+@pytest.fixture(params=["memory", "redis"])
+def shared(request: pytest.FixtureRequest) -> Iterator[HealthStore]:
+    if request.param == "memory":
+        yield LocalHealth()
+        return
+    with redis_prefix() as prefix:
+        store = RedisHealth(REDIS_URL, prefix=prefix)
+        yield store
+        store.close()
+
+
 @pytest.fixture
-async def m(store: EndpointStore, clock: ManualClock) -> AsyncIterator[ApiManager]:
+async def m(store: EndpointStore, clock: ManualClock, shared: HealthStore) -> AsyncIterator[ApiManager]:
     async def sleep(seconds: float) -> None:  # time passes without waiting
         clock.advance(seconds)
 
-    created = ApiManager(store, clock, KEYS, policy=HealthPolicy(cooldown=30), sleep=sleep, rng=random.Random(1))
+    created = ApiManager(store, clock, KEYS, policy=HealthPolicy(cooldown=30), sleep=sleep, rng=random.Random(1),
+                         shared=shared)
     yield created
     await created.close()
 
