@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 
 from heablcoin_mcp.config import ENV_PREFIX, ENV_VAR_NAME, Settings
-from heablcoin_mcp.core.storage import Database
+from heablcoin_mcp.core.storage import Database, PostgresDatabase
 from heablcoin_mcp.errors import ConfigError
 
 Level = Literal["required", "recommended", "optional"]
@@ -76,6 +76,10 @@ def diagnose(settings: Settings, environ: Mapping[str, str] | None = None) -> Co
     environ = os.environ if environ is None else environ
     return ConfigReport.of([
         _check_home(settings),
+        _check_database(settings),
+        _check(settings, "redis_url", "optional", mask_url(settings.redis_url),
+               "AI endpoint health and budgets, and exchange request budgets, shared through Redis"
+               if settings.redis_url else "not set: each process keeps its own AI health and rate budgets"),
         _check_trading_mode(settings),
         _check_exchange(settings),
         _check_transport(settings),
@@ -117,6 +121,24 @@ def _check_home(settings: Settings) -> ConfigCheck:
         except ConfigError as exc:
             return _check(settings, "home", "required", str(home), f"{exc.message}. {exc.hint}", "error")
     return _check(settings, "home", "required", str(home), f"writable; database at {settings.db_path}")
+
+
+def _check_database(settings: Settings) -> ConfigCheck:
+    """PostgreSQL when configured: reachable, and a schema this build can use (read only)."""
+    if settings.database_url is None:
+        return _check(settings, "database_url", "optional", None, f"not set: the SQLite file {settings.db_path}")
+    shown = mask_url(settings.database_url)
+    database = PostgresDatabase(settings.database_url)
+    try:
+        database.verify()
+        version = database.schema_version()
+    except ConfigError as exc:
+        return _check(settings, "database_url", "optional", shown, f"{exc.message}. {exc.hint}", "error")
+    finally:
+        database.close()
+    return _check(settings, "database_url", "optional", shown,
+                  f"PostgreSQL reachable, schema v{version}" if version else "PostgreSQL reachable, empty "
+                  "(the first start creates the tables)")
 
 
 def _check_trading_mode(settings: Settings) -> ConfigCheck:

@@ -87,3 +87,17 @@ def test_ai_keys_and_the_webhook_secret_are_reported_without_their_values(tmp_pa
     fine = diagnose(settings(tmp_path, ai_endpoints=declared), environ={"DEEPSEEK_API_KEY": "sk-x"})
     assert check(fine, "HEABLCOIN_AI_ENDPOINTS").status == "ok"  # type: ignore[attr-defined]
     assert "sk-x" not in fine.model_dump_json() and "whsec-0123456789abcdef" not in report.model_dump_json()
+
+
+def test_the_shared_database_and_redis_are_checked_without_their_passwords(tmp_path: Path) -> None:
+    from tests.services import REDIS_URL, postgres_schema
+
+    with postgres_schema() as url:
+        with_password = url.replace("postgresql://", "postgresql://root:hunter2-db@", 1)  # trust auth ignores it
+        report = diagnose(settings(tmp_path, database_url=with_password,
+                                   redis_url=REDIS_URL.replace("redis://", "redis://:hunter2-redis@", 1)))
+        database = check(report, "HEABLCOIN_DATABASE_URL")
+        assert database.status == "ok" and "empty" in database.message  # type: ignore[attr-defined]
+        assert "hunter2" not in report.model_dump_json()
+    gone = diagnose(settings(tmp_path, database_url="postgresql://127.0.0.1:1/test"))
+    assert check(gone, "HEABLCOIN_DATABASE_URL").status == "error" and not gone.ok  # type: ignore[attr-defined]
