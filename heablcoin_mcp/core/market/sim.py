@@ -3,9 +3,12 @@
 How the prices are made:
 - Daily layer: a mean-reverting log price (so levels stay plausible for years) driven by a regime
   chain — normal, high and low volatility, crash and rally episodes — with volatility clustering.
-- Minute layer: each day's 1,440 one-minute prices are a Brownian bridge from the day's open to its
-  close, with an intraday volatility envelope. Every timeframe is aggregated from these minutes
-  (days from day summaries), so the 1h and 4h charts always agree.
+- Day candles come from the daily layer alone (high and low excursions and the volume drawn per
+  day, for the whole horizon at once), so daily history costs no minutes.
+- Minute layer, made only for a day someone looks inside: 1,440 one-minute prices, a Brownian
+  bridge from the day's open to its close with an intraday volatility envelope, its excursions
+  rescaled so its highest high and lowest low are the day's, and its volumes scaled to the day's.
+  Every intraday timeframe is aggregated from these minutes, so 1h, 4h and 1d always agree.
 - Now: the candle containing the clock's time is partial; its close moves with wall-clock time.
 """
 
@@ -86,6 +89,9 @@ class _Days:
     log_close: np.ndarray
     vol: np.ndarray
     regime: list[str]
+    up: np.ndarray  # log of high / max(open, close)
+    down: np.ndarray  # log of min(open, close) / low
+    volume: np.ndarray
 
 
 class SimMarketData:
@@ -257,16 +263,23 @@ class SimMarketData:
                 round(sum(r[4] for r in rows), 6)]
 
     def _day_candle(self, symbol: str, day: int) -> list[float]:
+        """A closed day from the daily layer: no minutes made (they are fitted to it when asked)."""
         key = (symbol, day)
         if key not in self._day_summary:
-            closes = self._minute_closes(symbol, day)
-            lows, highs, volumes = self._minute_extras(symbol, day)
+            start, end, high, low, volume = self._day_shape(symbol, day)
             tick = self._specs[symbol].price_tick
             self._day_summary[key] = (
-                _round_to(self._day_open(symbol, day), tick), _round_to(float(highs.max()), tick),
-                _round_to(float(lows.min()), tick), _round_to(float(closes[-1]), tick), round(float(volumes.sum()), 6),
+                _round_to(math.exp(start), tick), _round_to(math.exp(high), tick), _round_to(math.exp(low), tick),
+                _round_to(math.exp(start + (end - start)), tick), round(volume, 6),  # the minute path's own close
             )
         return list(self._day_summary[key])
+
+    def _day_shape(self, symbol: str, day: int) -> tuple[float, float, float, float, float]:
+        """log open, log close, log high, log low and the volume of a day."""
+        days = self._daily(symbol, day)
+        start, end = math.log(self._day_open(symbol, day)), float(days.log_close[day])
+        return (start, end, max(start, end) + float(days.up[day]), min(start, end) - float(days.down[day]),
+                float(days.volume[day]))
 
     def _daily(self, symbol: str, day: int) -> _Days:
         if not 0 <= day < HORIZON_DAYS:
@@ -302,7 +315,11 @@ class SimMarketData:
         for move in moves:  # mean-reverting walk: each day depends on the last
             x += MEAN_REVERSION_PER_DAY * (anchor - x) + move
             log_close.append(x)
-        return _Days(log_close=np.array(log_close), vol=vol, regime=regimes)
+        ranges = np.random.default_rng(_seed(self.seed, symbol, "ranges"))
+        up, down = (np.abs(ranges.standard_normal((2, count))) * 0.6 + 0.05) * vol
+        activity = np.abs(shocks) * cluster
+        volume = spec.volume_per_minute * MINUTES_PER_DAY * (0.5 + 0.6 * activity) * ranges.lognormal(0, 0.25, count)
+        return _Days(log_close=np.array(log_close), vol=vol, regime=regimes, up=up, down=down, volume=volume)
 
     def _day_open(self, symbol: str, day: int) -> float:
         days = self._daily(symbol, day)
@@ -319,23 +336,28 @@ class SimMarketData:
             return cached[0]
         days = self._daily(symbol, day)
         rng = np.random.default_rng(_seed(self.seed, symbol, "minutes", day))
-        start = math.log(self._day_open(symbol, day))
-        end = float(days.log_close[day])
+        start, end, day_high, day_low, day_volume = self._day_shape(symbol, day)
         sigma = float(days.vol[day]) / math.sqrt(MINUTES_PER_DAY)
         envelope = np.exp(np.convolve(rng.standard_normal(MINUTES_PER_DAY) * 0.5, np.ones(60) / np.sqrt(60), "same"))
         envelope /= np.sqrt(np.mean(envelope**2))
         steps = rng.standard_normal(MINUTES_PER_DAY) * sigma * envelope
         walk = np.cumsum(steps)
         t = np.arange(1, MINUTES_PER_DAY + 1) / MINUTES_PER_DAY
-        log_path = start + (end - start) * t + walk - t * walk[-1]
-        closes = np.exp(log_path)
-        opens = np.concatenate(([math.exp(start)], closes[:-1]))
+        line = start + (end - start) * t
+        log_close = line + walk - t * walk[-1]
+        log_open = np.concatenate(([start], log_close[:-1]))
         wiggle = np.abs(rng.standard_normal((2, MINUTES_PER_DAY))) * sigma * envelope * 0.6
-        highs = np.maximum(opens, closes) * np.exp(wiggle[0])
-        lows = np.minimum(opens, closes) * np.exp(-wiggle[1])
+        log_high = np.maximum(log_open, log_close) + wiggle[0]
+        log_low = np.minimum(log_open, log_close) - wiggle[1]
+        up = _excursion_scale(line, log_high, day_high)  # the same stretch for every price of a minute
+        down = _excursion_scale(-line, -log_low, -day_low)
+        closes, lows, highs = (np.exp(_fit(line, y, up, down)) for y in (log_close, log_low, log_high))
+        opens = np.concatenate(([math.exp(start)], closes[:-1]))
+        highs, lows = np.maximum(highs, np.maximum(opens, closes)), np.minimum(lows, np.minimum(opens, closes))
         spec = self._specs[symbol]
         activity = np.abs(steps) / sigma
         volumes = spec.volume_per_minute * (0.4 + activity) * envelope * rng.lognormal(0, 0.35, MINUTES_PER_DAY)
+        volumes *= day_volume / volumes.sum()
         self._minutes[key] = np.stack([closes, lows, highs, volumes])
         while len(self._minutes) > self._minute_cache_days:
             self._minutes.popitem(last=False)
@@ -350,6 +372,25 @@ class SimMarketData:
         """The generator's own regime label for a day (lets tests check the detector)."""
         day = (ts - EPOCH_MS) // DAY_MS
         return self._daily(symbol, int(day)).regime[int(day)]
+
+
+def _excursion_scale(line: np.ndarray, extreme: np.ndarray, target: float) -> float:
+    """The factor s with max(line + s * (extreme - line)) == target, for the points above the line:
+    the largest s that keeps every point at or below the target (the bound is tight at one)."""
+    import numpy as np
+
+    above = extreme - line
+    mask = above > 0
+    return float(np.min((target - line[mask]) / above[mask])) if mask.any() else 1.0
+
+
+def _fit(line: np.ndarray, values: np.ndarray, up: float, down: float) -> np.ndarray:
+    """Stretch a path's distance from its open-to-close line by ``up`` above it and ``down`` below,
+    so its excursions reach the day's high and low. Monotone in price at each minute, so a minute's
+    high stays its highest and its low its lowest; the day's open and close (on the line) stay put."""
+    import numpy as np
+
+    return line + np.where(values >= line, up, down) * (values - line)
 
 
 def _round_to(value: float, step: float) -> float:

@@ -100,3 +100,21 @@ def test_a_price_is_a_pure_function_of_seed_symbol_and_time_in_any_process() -> 
                               text=True, timeout=120, check=True)
         answers.add(done.stdout.strip())
     assert len(answers) == 1, answers
+
+
+def test_daily_history_makes_no_minutes_and_each_day_is_exactly_its_minutes() -> None:
+    """A day candle comes from the daily layer; the minutes made when someone looks inside the day
+    reach exactly its open, high, low and close, and add up to its volume."""
+    sim = SimMarketData(ManualClock())
+    days = sim.candles("ETH/USDT", "1d", 2000, None)[:-1]
+    today = (sim._now_ms() - EPOCH_MS) // DAY_MS
+    assert list(sim._minutes) == [("ETH/USDT", today)]  # the open day's minutes only, not 2,000 days
+    rng = np.random.default_rng(3)
+    for index in rng.choice(len(days), 12, replace=False):
+        day = days[int(index)]
+        minutes = sim.candles("ETH/USDT", "1m", 1440, int(day[0]))
+        assert len(minutes) == 1440 and minutes[0][0] == day[0]
+        assert day[1] == minutes[0][1] and day[4] == minutes[-1][4]
+        assert day[2] == max(m[2] for m in minutes) and day[3] == min(m[3] for m in minutes)
+        assert day[5] == pytest.approx(sum(m[5] for m in minutes), rel=1e-6)
+        assert all(m[3] <= min(m[1], m[4]) <= max(m[1], m[4]) <= m[2] for m in minutes)
