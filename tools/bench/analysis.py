@@ -75,6 +75,40 @@ def indicator_rows(runs: int) -> list[tuple[str, float, str, float]]:
     rows.append(("smart-money features, 100,000 candles", best_of(lambda: smart_money_features(big, 5),
                                                                    max(1, runs // 2)),
                  "smart-money features, 10,000", smc))
+    return rows + smc_reference_rows(runs)
+
+
+def smartmoneyconcepts_features(frame: pd.DataFrame, swing_length: int) -> None:
+    """The same features with the `smartmoneyconcepts` package: swings, breaks of structure and
+    changes of character, order blocks, fair-value gaps and liquidity pools."""
+    from smartmoneyconcepts import smc
+
+    ohlc = frame[["open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    swings = smc.swing_highs_lows(ohlc, swing_length=swing_length)
+    smc.fvg(ohlc)
+    smc.bos_choch(ohlc, swings)
+    smc.ob(ohlc, swings)
+    smc.liquidity(ohlc, swings)
+
+
+def smc_reference_rows(runs: int) -> list[tuple[str, float, str, float]]:
+    """Ours against `smartmoneyconcepts` (the `bench` extra) on the same candles and swing length."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a banner on import
+            import smartmoneyconcepts  # noqa: F401
+    except ImportError:
+        return []
+    rows = []
+    for n in (10_000, 100_000):
+        frame = synthetic(n)
+        repeat = runs if n <= 10_000 else 1
+        ours = best_of(lambda frame=frame: smart_money_features(frame, 5), repeat)
+        smartmoneyconcepts_features(frame, 5)  # its numba functions compile on the first call
+        reference = best_of(lambda frame=frame: smartmoneyconcepts_features(frame, 5), repeat)
+        rows.append((f"smart-money features, {n:,} candles", ours, "smartmoneyconcepts", reference))
     return rows
 
 
