@@ -43,9 +43,9 @@ def copy_database(source: Database, target: PostgresDatabase) -> CopyReport:
     """
     source.migrate()
     target.migrate()
-    busy = [t for t in (*TABLES, *DERIVED) if target.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]]
-    if busy:
-        raise InvalidInput(f"the target database already holds data ({', '.join(busy)}); nothing was copied",
+    holding = [t for t in (*TABLES, *DERIVED) if target.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]]
+    if holding:
+        raise InvalidInput(f"the target database already holds data ({', '.join(holding)}); nothing was copied",
                            hint="Copy into a new, empty database (or schema).")
     report = CopyReport()
     with target.write() as conn:

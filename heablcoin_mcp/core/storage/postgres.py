@@ -114,27 +114,29 @@ class PgConnection:
         weakref.finalize(self, raw.close)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        import psycopg
-
-        try:
+        with _translated_errors():
             return self.raw.execute(translate(sql), _params(params))
-        except psycopg.errors.IntegrityError as exc:
-            raise PgIntegrityError(str(exc)) from exc
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
-                psycopg.errors.SerializationFailure) as exc:
-            raise _busy() from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with _translated_errors(), self.raw.cursor() as cursor:
+            cursor.executemany(translate(sql), [_params(r) for r in rows])
 
     def close(self) -> None:
         self.raw.close()
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        import psycopg
 
-        try:
-            with self.raw.cursor() as cursor:
-                cursor.executemany(translate(sql), [_params(r) for r in rows])
-        except psycopg.errors.IntegrityError as exc:
-            raise PgIntegrityError(str(exc)) from exc
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """psycopg's refusals in the product's words: a constraint, or a lock held too long (Busy)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.IntegrityError as exc:
+        raise PgIntegrityError(str(exc)) from exc
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
+            psycopg.errors.SerializationFailure) as exc:
+        raise _busy() from exc
 
 
 def _busy() -> Busy:
