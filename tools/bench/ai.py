@@ -60,7 +60,7 @@ def selection_rows(runs: int) -> list[tuple[str, float, str, float]]:
                     for endpoint in endpoints:
                         health = manager.health(endpoint)
                         for i in range(calls):
-                            health.results.record(health.clock.monotonic(), i % 7 != 0, 0.2 + (i % 50) / 10)
+                            health.results.record(health.now(), i % 7 != 0, 0.2 + (i % 50) / 10)
                 for strategy in ("priority", "round_robin", "least_latency", "random"):
                     took = _median(lambda m=manager, s=strategy: m.candidates(s, 100), runs * 20)
                     label = "empty window" if window == "empty" else f"{calls:,} calls each in the window"

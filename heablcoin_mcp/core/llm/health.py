@@ -63,6 +63,10 @@ class TokenBucket:
         self._refill()
         return self.level >= amount
 
+    def level_at(self, now: float) -> float:
+        """What the bucket holds at ``now``, without changing it."""
+        return min(self.capacity, self.level + (now - self.updated) * self.capacity / 60.0)
+
     def take(self, amount: float = 1.0) -> None:
         self._refill()
         self.level -= amount
@@ -142,7 +146,24 @@ class EndpointHealth:
 
     @property
     def probing(self) -> bool:
-        return self.probe_started is not None and self.now() < self.probe_started + self.policy.probe_lease
+        return self._probing_at(self.now())
+
+    def _probing_at(self, now: float) -> bool:
+        return self.probe_started is not None and now < self.probe_started + self.policy.probe_lease
+
+    def selection(self, tokens: int) -> tuple[bool, bool]:
+        """(``usable(tokens)``, tried after the healthy ones: DEGRADED) with one reading of the clock
+        and nothing changed — selection runs for every endpoint on every call. A FAILED endpoint due
+        its half-open probe is not tried last: it keeps its place, so a recovered first choice is
+        found again."""
+        now = self.now()
+        if self.open_until is not None:
+            return now >= self.open_until and not self._probing_at(now), False
+        if self.rate_limited_until is not None and now < self.rate_limited_until:
+            return False, False
+        if self.requests.level_at(now) < 1 or (self.tokens is not None and self.tokens.level_at(now) < tokens):
+            return False, False
+        return True, self.results.degraded(now, self.policy.min_samples, self.policy.degraded_error_rate)
 
     def dump(self) -> dict[str, str]:
         """The shared fields as text (a Redis hash); the window stays in this process."""
@@ -189,12 +210,6 @@ class EndpointHealth:
         if self.results.degraded(now, self.policy.min_samples, self.policy.degraded_error_rate):
             return "DEGRADED"
         return "ACTIVE"
-
-    def tried_last(self) -> bool:
-        """Is a usable endpoint DEGRADED (tried after the healthy ones)? A FAILED one due its
-        half-open probe is not: it keeps its place, so a recovered first choice is found again."""
-        return self.open_until is None and self.results.degraded(
-            self.now(), self.policy.min_samples, self.policy.degraded_error_rate)
 
     def usable(self, tokens: int) -> bool:
         """May a call go out now? (A FAILED endpoint past its cooldown lets one probe through.)"""

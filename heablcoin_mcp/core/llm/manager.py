@@ -151,7 +151,8 @@ class ApiManager:
                 state.rate_limited_until, state.reason, state.results = (previous.rate_limited_until,
                                                                          previous.reason, previous.results)
             self._health[endpoint.name] = state
-        self.shared.read(endpoint.name, state)
+        if self.shared.shared:
+            self.shared.read(endpoint.name, state)
         return state
 
     def counters(self, name: str) -> _Counters:
@@ -170,9 +171,15 @@ class ApiManager:
         """Usable endpoints in the order the strategy would try them."""
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown strategy {strategy!r}", hint=f"Use one of: {', '.join(STRATEGIES)}.")
-        health = {e.name: self.health(e) for e in self.endpoints() if e.enabled and e.name not in skip
-                  and (only is None or e.name == only) and self.key_set(e)}
-        pool = [e for e in self.endpoints() if e.name in health and health[e.name].usable(tokens)]
+        pool: list[ApiEndpoint] = []
+        after: dict[str, bool] = {}  # DEGRADED: tried after the rest
+        for e in self.endpoints():
+            if not e.enabled or e.name in skip or (only is not None and e.name != only) or not self.key_set(e):
+                continue
+            usable, later = self.health(e).selection(tokens)
+            if usable:
+                pool.append(e)
+                after[e.name] = later
         if strategy == "priority":
             ordered = sorted(pool, key=lambda e: (e.priority, e.name))
         elif strategy == "round_robin":
@@ -186,7 +193,7 @@ class ApiManager:
             ordered = self._weighted_shuffle(pool)
         # DEGRADED after the rest; a FAILED endpoint due its half-open probe keeps its place, so a
         # recovered first choice is found again. The strategy's order holds within each group.
-        return sorted(ordered, key=lambda e: health[e.name].tried_last())
+        return sorted(ordered, key=lambda e: after[e.name])
 
     def _weighted_shuffle(self, pool: list[ApiEndpoint]) -> list[ApiEndpoint]:
         """A random order where heavier endpoints tend to come first: each draws u^(1/weight) and the
