@@ -7,11 +7,11 @@ import os
 import tempfile
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
 from heablcoin_mcp.config import ENV_PREFIX, ENV_VAR_NAME, Settings
+from heablcoin_mcp.core.redact import mask_url
 from heablcoin_mcp.core.storage import Database, PostgresDatabase
 from heablcoin_mcp.errors import ConfigError
 
@@ -48,17 +48,6 @@ def mask_secret(secret: str | None) -> str | None:
     if len(secret) < 12:
         return "…" + "*" * 4
     return f"{secret[:3]}…{secret[-4:]}"
-
-
-def mask_url(url: str | None) -> str | None:
-    """Hide the password in a proxy URL such as ``socks5://user:pass@host:1080``."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def report_for_error(error: ConfigError) -> ConfigReport:

@@ -18,7 +18,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would scrub ordinary words
@@ -101,3 +101,15 @@ def redact_logs(redactor: Redactor, root: logging.Logger | None = None) -> None:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(redactor))
     logging.getLogger("ccxt").setLevel(max(root.getEffectiveLevel(), logging.INFO))
+
+
+def mask_url(url: str | None) -> str | None:
+    """Hide the password in a URL such as ``socks5://user:pass@host:1080`` (proxies, databases), for
+    reports and logs."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -11,13 +11,13 @@ import logging
 import os
 import sqlite3
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth, DatabaseInfo
+from heablcoin_mcp.core.storage.connections import ThreadConnections
 from heablcoin_mcp.core.storage.migrations import MIGRATIONS, Migration
 from heablcoin_mcp.errors import Busy, ConfigError
 
@@ -83,9 +83,7 @@ class Database:
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self.migrations = tuple(migrations)
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._connections: ThreadConnections[sqlite3.Connection] = ThreadConnections(self.connect)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection with the house pragmas; the caller owns it."""
@@ -105,13 +103,7 @@ class Database:
     @property
     def conn(self) -> sqlite3.Connection:
         """This thread's shared connection."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.connect()
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -136,10 +128,8 @@ class Database:
         for migration in self.migrations:
             with transaction(conn):
                 current = conn.execute("PRAGMA user_version").fetchone()[0]
-                if migration.version <= current:
+                if not migration.due(current):
                     continue
-                if migration.version != current + 1:
-                    raise RuntimeError(f"migration {migration.version} cannot follow schema version {current}")
                 for statement in _statements(migration.sql):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {migration.version}")
@@ -211,11 +201,7 @@ class Database:
         return info, ComponentHealth(name="database", status="ok", detail=f"schema v{expected}")
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
-        self._local = threading.local()
+        self._connections.close_all(sqlite3.Connection.close)
 
 
 def _statements(sql: str) -> list[str]:

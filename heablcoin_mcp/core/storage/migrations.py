@@ -15,6 +15,18 @@ class Migration:
     name: str
     sql: str
 
+    def due(self, current: int) -> bool:
+        """Must this migration run on a schema at version ``current``? (False: already applied.)
+
+        Raises:
+            RuntimeError: it does not follow ``current`` (a gap in the numbers).
+        """
+        if self.version <= current:
+            return False
+        if self.version != current + 1:
+            raise RuntimeError(f"migration {self.version} cannot follow schema version {current}")
+        return True
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(

@@ -17,15 +17,15 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from heablcoin_mcp.core.monitor.health import ComponentHealth, DatabaseInfo
+from heablcoin_mcp.core.redact import mask_url
+from heablcoin_mcp.core.storage.connections import ThreadConnections
 from heablcoin_mcp.core.storage.migrations import Migration
 from heablcoin_mcp.core.storage.pg_migrations import PG_MIGRATIONS
 from heablcoin_mcp.errors import Busy, ConfigError
@@ -144,28 +144,17 @@ def _busy() -> Busy:
                 hint="Retry in a few seconds.")
 
 
-def redacted_url(url: str) -> str:
-    """The URL without its password, fit for logs and health output."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class PostgresDatabase:
     engine = "postgresql"
 
     def __init__(self, url: str, *, migrations: Sequence[Migration] = PG_MIGRATIONS,
                  lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
         self.url = url
-        self.location = redacted_url(url)
+        self.location = mask_url(url) or url
         self.migrations = tuple(migrations)
         self.lock_timeout_ms = lock_timeout_ms
-        self._local = threading.local()
-        self._opened: list[PgConnection] = []
-        self._lock = threading.Lock()
+        self._connections: ThreadConnections[PgConnection] = ThreadConnections(
+            self.connect, lambda c: not (c.raw.closed or c.raw.broken))
 
     def connect(self) -> PgConnection:
         """A new autocommit connection (reads see committed data at once); the caller owns it."""
@@ -185,13 +174,7 @@ class PostgresDatabase:
     @property
     def conn(self) -> PgConnection:
         """This thread's shared connection; a broken one is replaced."""
-        conn: PgConnection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.raw.closed or conn.raw.broken:
-            conn = self.connect()
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def write(self) -> Iterator[PgConnection]:
@@ -220,10 +203,8 @@ class PostgresDatabase:
             for migration in self.migrations:
                 with conn.raw.transaction():
                     current = self._version(conn)
-                    if migration.version <= current:
+                    if not migration.due(current):
                         continue
-                    if migration.version != current + 1:
-                        raise RuntimeError(f"migration {migration.version} cannot follow schema version {current}")
                     conn.raw.execute(migration.sql)  # PostgreSQL runs several statements in one simple query
                     conn.execute("DELETE FROM heablcoin_schema")
                     conn.execute("INSERT INTO heablcoin_schema (version) VALUES (?)", (migration.version,))
@@ -262,8 +243,7 @@ class PostgresDatabase:
         except Exception as exc:  # health must report, not raise
             log.exception("database health check failed")
             return None, ComponentHealth(name="database", status="down", detail=type(exc).__name__)
-        with self._lock:
-            open_connections = sum(not c.raw.closed for c in self._opened)
+        open_connections = sum(not c.raw.closed for c in self._connections.opened())
         info = DatabaseInfo(path=self.location, engine="postgresql", schema_version=version, size_bytes=size)
         metrics = {"latency_ms": round(latency_ms, 2), "open_connections": open_connections}
         expected = self.migrations[-1].version
@@ -274,11 +254,7 @@ class PostgresDatabase:
                                      metrics=metrics)
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
-        self._local = threading.local()
+        self._connections.close_all(PgConnection.close)
 
 
 class Listener:
