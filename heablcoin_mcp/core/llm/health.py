@@ -56,8 +56,7 @@ class TokenBucket:
 
     def _refill(self) -> None:
         now = self.now()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.capacity / 60.0)
-        self.updated = now
+        self.level, self.updated = self.level_at(now), now
 
     def available(self, amount: float = 1.0) -> bool:
         self._refill()
@@ -157,13 +156,17 @@ class EndpointHealth:
         its half-open probe is not tried last: it keeps its place, so a recovered first choice is
         found again."""
         now = self.now()
+        if not self._usable_at(now, tokens):
+            return False, False
+        return True, self.open_until is None and self.results.degraded(now, self.policy.min_samples,
+                                                                       self.policy.degraded_error_rate)
+
+    def _usable_at(self, now: float, tokens: int) -> bool:
         if self.open_until is not None:
-            return now >= self.open_until and not self._probing_at(now), False
+            return now >= self.open_until and not self._probing_at(now)
         if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return False, False
-        if self.requests.level_at(now) < 1 or (self.tokens is not None and self.tokens.level_at(now) < tokens):
-            return False, False
-        return True, self.results.degraded(now, self.policy.min_samples, self.policy.degraded_error_rate)
+            return False
+        return self.requests.level_at(now) >= 1 and (self.tokens is None or self.tokens.level_at(now) >= tokens)
 
     def dump(self) -> dict[str, str]:
         """The shared fields as text (a Redis hash); the window stays in this process."""
@@ -213,12 +216,7 @@ class EndpointHealth:
 
     def usable(self, tokens: int) -> bool:
         """May a call go out now? (A FAILED endpoint past its cooldown lets one probe through.)"""
-        now = self.now()
-        if self.open_until is not None:
-            return now >= self.open_until and not self.probing
-        if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return False
-        return self.requests.available() and (self.tokens is None or self.tokens.available(tokens))
+        return self._usable_at(self.now(), tokens)
 
     def ready_in(self, tokens: int) -> float:
         """Seconds until usable again (0 if now)."""

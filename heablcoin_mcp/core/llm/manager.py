@@ -151,8 +151,7 @@ class ApiManager:
                 state.rate_limited_until, state.reason, state.results = (previous.rate_limited_until,
                                                                          previous.reason, previous.results)
             self._health[endpoint.name] = state
-        if self.shared.shared:
-            self.shared.read(endpoint.name, state)
+        self.shared.read(endpoint.name, state)
         return state
 
     def counters(self, name: str) -> _Counters:

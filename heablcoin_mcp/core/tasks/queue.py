@@ -40,7 +40,7 @@ from heablcoin_mcp.core.tasks.stats import PRIORITY_NAMES, task_stats
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
-PRIORITIES = {"LOW": 1, "NORMAL": 2, "HIGH": 3, "URGENT": 4}
+PRIORITIES = {name: level for level, name in PRIORITY_NAMES.items()}
 # The head of one priority's line, through the claim index (tasks_claimable).
 HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', "
                 "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "

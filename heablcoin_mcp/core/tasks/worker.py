@@ -158,17 +158,18 @@ class Worker:
                 error = f"internal: {type(exc).__name__}"
             lost = lease_lost.is_set()
             tg.cancel_scope.cancel()
-        outcome_name = ("lease_lost" if lost else "timed_out" if timed_out else "failed" if error is not None
-                        else "rescheduled" if isinstance(outcome, Later) else "completed")
-        self.metrics.count("heablcoin_task_runs", task.name, outcome_name)
         self.metrics.observe("heablcoin_task_run_seconds", time.perf_counter() - began, task.name)
         if lost:
+            self.metrics.count("heablcoin_task_runs", task.name, "lease_lost")
             return  # reaped or cancelled meanwhile: the queue's record wins
         if error is not None:
+            self.metrics.count("heablcoin_task_runs", task.name, "timed_out" if timed_out else "failed")
             await self._record(self.queue.fail, task.id, worker_id, error, timed_out=timed_out)
         elif isinstance(outcome, Later):
+            self.metrics.count("heablcoin_task_runs", task.name, "rescheduled")
             await self._record(self.queue.reschedule, task.id, worker_id, outcome.after_seconds, outcome.note)
         else:
+            self.metrics.count("heablcoin_task_runs", task.name, "completed")
             await self._record(self.queue.complete, task.id, worker_id, outcome)
 
     async def _record(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
