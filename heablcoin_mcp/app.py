@@ -26,6 +26,7 @@ from heablcoin_mcp.core.market.ccxt_source import Proxies
 from heablcoin_mcp.core.market.limiter import SharedExchangeLimiter
 from heablcoin_mcp.core.market.models import MarketData
 from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.market.streams import MarketStreams, StreamPolicy, StreamSource
 from heablcoin_mcp.core.monitor.health import HealthMonitor
 from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.core.redact import Redactor
@@ -33,6 +34,7 @@ from heablcoin_mcp.core.risk.engine import RiskEngine
 from heablcoin_mcp.core.risk.limits import RiskLimits
 from heablcoin_mcp.core.storage import open_storage
 from heablcoin_mcp.core.storage.consents import Consents
+from heablcoin_mcp.core.tasks.alerts import StreamedAlerts
 from heablcoin_mcp.core.tasks.handlers import builtin_handlers
 from heablcoin_mcp.core.tasks.queue import QueuePolicy, TaskQueue
 from heablcoin_mcp.core.tasks.scheduler import Scheduler
@@ -60,11 +62,13 @@ class App:
         *,
         clock: Clock | None = None,
         market_source: MarketData | None = None,
+        stream_source: StreamSource | None = None,
         environ: Mapping[str, str] | None = None,
         live_api_base: str | None = None,
     ) -> None:
         """``live_api_base`` points live order traffic at another host (a testnet, or the loopback
-        fake exchange in tests)."""
+        fake exchange in tests). Streams come from ``stream_source``, else from the configured
+        exchange (ccxt.pro, or the sim market); a custom ``market_source`` without one has none."""
         self.settings = settings
         self.environ: Mapping[str, str] = environ or {}  # where keys live; read only by the services needing them
         self.clock = clock or SystemClock()
@@ -80,6 +84,12 @@ class App:
             self.clock,
             self.metrics,
         )
+        source = stream_source or build_stream_source(settings, self.clock, self.market.source,
+                                                      custom_market=market_source is not None)
+        self.streams = MarketStreams(source, self.clock, StreamPolicy(
+            stale_after=settings.stream_stale_seconds, ping_seconds=settings.stream_ping_seconds),
+            self.metrics) if source is not None and settings.streams else None
+        self.market.streams = self.streams
         self.analysis = AnalysisService(
             self.market,
             TTLCache(self.clock, max_bytes=32 * 1024 * 1024),
@@ -131,6 +141,7 @@ class App:
             self.db, self.clock, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
             allow_private=settings.webhook_allow_private,
         )
+        self.alerts = StreamedAlerts(self.db, self.queue, self.market, self.streams) if self.streams else None
         self.scheduler = Scheduler(self.db, self.queue, self.clock)
         handlers = builtin_handlers(self)
         self.tasks = TaskService(self.queue, handlers, self.scheduler, self.webhooks, self.clock)
@@ -143,7 +154,8 @@ class App:
                    "exchange": settings.exchange, "simulated_market": settings.exchange == "sim",
                    "toolsets": list(settings.toolsets)},
             uptime=self.uptime, database=self.db.health,
-            components=[self.market.health, self.orders.health, self.ai.component_health, self.worker.health,
+            components=[self.market.health, *([self.streams.health] if self.streams else []), self.orders.health,
+                        self.ai.component_health, self.worker.health,
                         *([self.shared_health.component_health] if isinstance(self.shared_health, RedisHealth)
                           else [])],
         )
@@ -198,10 +210,16 @@ class App:
         """The paper-order matcher and the task worker. At most one set runs per process: sessions
         that start it while one already runs wait on the lock, and take over if that session ends."""
         async with self._background, anyio.create_task_group() as tg:
+            if self.streams is not None:
+                await tg.start(self.streams.run)
             if matcher:
                 tg.start_soon(self.matcher.run, self.settings.paper_matcher_interval)
+                if self.streams is not None:
+                    tg.start_soon(self.matcher.follow_trades, self.streams, self.settings.paper_matcher_interval)
             if worker and self.settings.worker_concurrency > 0:
                 tg.start_soon(self.worker.run)
+                if self.alerts is not None:
+                    tg.start_soon(self.alerts.run, self.settings.task_poll_interval * 4)
 
     async def __aenter__(self) -> App:
         return await self.acquire()
@@ -264,6 +282,22 @@ def build_market_source(settings: Settings, clock: Clock, limiter: SharedExchang
         timeout_seconds=settings.exchange_timeout,
         limiter=limiter,
     )
+
+
+def build_stream_source(settings: Settings, clock: Clock, market: MarketData, *,
+                        custom_market: bool) -> StreamSource | None:
+    from heablcoin_mcp.core.market.sim import SimMarketData
+
+    if isinstance(market, SimMarketData):
+        from heablcoin_mcp.core.market.sim_streams import SimStreams
+
+        return SimStreams(market, clock)
+    if custom_market:
+        return None
+    from heablcoin_mcp.core.market.ccxt_streams import CcxtStreams
+
+    return CcxtStreams(settings.exchange, market_type=settings.market_type, proxies=proxies(settings),
+                       timeout_seconds=settings.exchange_timeout, ping_seconds=settings.stream_ping_seconds)
 
 
 def secret_settings(settings: Settings) -> list[str]:

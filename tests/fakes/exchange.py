@@ -13,7 +13,7 @@ import csv
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,7 @@ class FakeBinance:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.arrivals: list[float] = []  # time.monotonic() of each request, in the order they came
         self._faults: list[Fault] = []
+        self.depth_source: Callable[[str, int], dict[str, Any]] | None = None  # the streams fake's book
         self._lock = threading.Lock()
         self._loopback = Loopback(self._handler())
 
@@ -270,6 +271,8 @@ class FakeBinance:
         }
 
     def depth(self, query: dict[str, str]) -> dict[str, Any]:
+        if self.depth_source is not None:
+            return self.depth_source(query["symbol"], int(query.get("limit", 100)))
         last = self.live_candles(query["symbol"])[-1][4]
         limit = int(query.get("limit", 100))
         return {

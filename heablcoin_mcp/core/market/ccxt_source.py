@@ -131,16 +131,8 @@ class CcxtMarketData:
         if self._client is None:
             import ccxt.async_support as ccxt_async
 
-            config: dict[str, Any] = {
-                "enableRateLimit": True,
-                "timeout": int(self.timeout_seconds * 1000),
-                "options": {"defaultType": self.market_type},
-            }
-            for key, value in (("httpProxy", self.proxies.http), ("httpsProxy", self.proxies.https),
-                               ("socksProxy", self.proxies.socks)):
-                if value:
-                    config[key] = value
-            client = getattr(ccxt_async, self.name)(config)
+            client = getattr(ccxt_async, self.name)(client_config(self.market_type, self.proxies,
+                                                                  self.timeout_seconds))
             if self.api_base:
                 client.urls["api"] = rebase_urls(client.urls["api"], self.api_base)
             if self.limiter is not None:
@@ -187,12 +179,7 @@ class CcxtMarketData:
 
     async def ticker(self, symbol: str) -> Ticker:
         raw = await self._call(f"ticker {symbol}", lambda: self._exchange().fetch_ticker(symbol))
-        return Ticker(
-            symbol=symbol, timestamp=raw.get("timestamp") or int(time.time() * 1000), last=raw["last"],
-            bid=raw.get("bid"), ask=raw.get("ask"), high_24h=raw.get("high"), low_24h=raw.get("low"),
-            open_24h=raw.get("open"), change_24h_pct=raw.get("percentage"), base_volume_24h=raw.get("baseVolume"),
-            quote_volume_24h=raw.get("quoteVolume"),
-        )
+        return ticker_of(symbol, raw)
 
     async def ohlcv(self, symbol: str, timeframe: str, limit: int, since: int | None = None) -> list[Candle]:
         exchange = self._exchange()
@@ -234,8 +221,7 @@ class CcxtMarketData:
 
     async def trades(self, symbol: str, limit: int) -> list[Trade]:
         raw = await self._call(f"trades {symbol}", lambda: self._exchange().fetch_trades(symbol, None, limit))
-        return [Trade(timestamp=t["timestamp"], side=t.get("side"), price=float(t["price"]), amount=float(t["amount"]))
-                for t in raw[-limit:]]
+        return [trade_of(t) for t in raw[-limit:]]
 
     async def derivatives(self, symbol: str) -> Derivatives:
         markets = await self.markets()
@@ -277,11 +263,37 @@ class CcxtMarketData:
             self._client = None
 
 
-def rebase_urls(urls: Any, base: str) -> Any:
+def client_config(market_type: str | None, proxies: Proxies, timeout_seconds: float) -> dict[str, Any]:
+    """The settings every ccxt client of ours starts from (market data, streams, live brokers)."""
+    config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_seconds * 1000)}
+    if market_type is not None:
+        config["options"] = {"defaultType": market_type}
+    for key, value in (("httpProxy", proxies.http), ("httpsProxy", proxies.https), ("socksProxy", proxies.socks)):
+        if value:
+            config[key] = value
+    return config
+
+
+def ticker_of(symbol: str, raw: dict[str, Any]) -> Ticker:
+    """A ccxt ticker (REST or stream) in our shape."""
+    return Ticker(
+        symbol=symbol, timestamp=raw.get("timestamp") or int(time.time() * 1000), last=raw["last"],
+        bid=raw.get("bid"), ask=raw.get("ask"), high_24h=raw.get("high"), low_24h=raw.get("low"),
+        open_24h=raw.get("open"), change_24h_pct=raw.get("percentage"), base_volume_24h=raw.get("baseVolume"),
+        quote_volume_24h=raw.get("quoteVolume"),
+    )
+
+
+def trade_of(raw: dict[str, Any]) -> Trade:
+    return Trade(timestamp=raw["timestamp"], side=raw.get("side"), price=float(raw["price"]),
+                 amount=float(raw["amount"]))
+
+
+def rebase_urls(urls: Any, base: str, schemes: tuple[str, ...] = ("http",)) -> Any:
     """Point every REST URL of a ccxt exchange at another host, keeping the paths."""
     if isinstance(urls, dict):
-        return {key: rebase_urls(value, base) for key, value in urls.items()}
-    if isinstance(urls, str) and urls.startswith("http"):
+        return {key: rebase_urls(value, base, schemes) for key, value in urls.items()}
+    if isinstance(urls, str) and urls.startswith(schemes):
         parts = urlsplit(urls)
         return base.rstrip("/") + parts.path
     return urls

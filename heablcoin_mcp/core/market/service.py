@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,9 @@ from heablcoin_mcp.core.market.models import (
 from heablcoin_mcp.core.monitor.health import ComponentHealth
 from heablcoin_mcp.core.monitor.metrics import Metrics
 from heablcoin_mcp.errors import HeablError, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from heablcoin_mcp.core.market.streams import MarketStreams
 
 T = TypeVar("T")
 
@@ -68,6 +71,7 @@ class OrderBookReport(Stamp, OrderBook):
     bid_depth: float = Field(description="sum of bid amounts (base units) over the returned levels")
     ask_depth: float = Field(description="sum of ask amounts (base units) over the returned levels")
     imbalance: float | None = Field(description="(bid_depth - ask_depth) / (bid_depth + ask_depth), -1..1")
+    streamed: bool = Field(False, description="from the local book kept by the stream")
 
 
 class TradesReport(Stamp):
@@ -103,6 +107,7 @@ class MarketService:
         self.cache = cache
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.streams: MarketStreams | None = None  # set by the App when this process streams
         self._last_error: str | None = None
 
     @property
@@ -214,8 +219,13 @@ class MarketService:
     async def order_book(self, symbol: str, depth: int) -> OrderBookReport:
         market = await self.market(symbol)
         self.check_range("depth", depth, 1, MAX_DEPTH)
-        book = await self._cached(("book", market.symbol, depth), BOOK_TTL,
-                                  lambda: self.source.order_book(market.symbol, depth))
+        local = self.streams.latest("book", market.symbol, BOOK_TTL * 5) if self.streams else None
+        if local is not None and min(len(local.bids), len(local.asks)) >= depth:
+            book, streamed = local.top(depth), True
+        else:
+            book = await self._cached(("book", market.symbol, depth), BOOK_TTL,
+                                      lambda: self.source.order_book(market.symbol, depth))
+            streamed = False
         best_bid = book.bids[0][0] if book.bids else None
         best_ask = book.asks[0][0] if book.asks else None
         mid = (best_bid + best_ask) / 2 if best_bid is not None and best_ask is not None else None
@@ -227,7 +237,7 @@ class MarketService:
             **self._stamp(book.timestamp), **book.model_dump(), mid=mid, spread=spread,
             spread_pct=spread / mid * 100 if spread is not None and mid else None,
             bid_depth=bid_depth, ask_depth=ask_depth,
-            imbalance=round((bid_depth - ask_depth) / total, 4) if total else None,
+            imbalance=round((bid_depth - ask_depth) / total, 4) if total else None, streamed=streamed,
         )
 
     async def trades(self, symbol: str, limit: int) -> TradesReport:

@@ -15,6 +15,7 @@ How the prices are made:
 from __future__ import annotations
 
 import math
+import random
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ HORIZON_DAYS = 366 * 30  # 2020 to 2050, generated whole so nothing depends on w
 MEAN_REVERSION_PER_DAY = 1 / 40  # half-life of about four weeks: levels stay plausible for years
 TAKER_FEE = 0.001
 MAKER_FEE = 0.001
+TRADE_CHANCE = 0.7  # of a trade printing in any one second
 
 
 @dataclass(frozen=True)
@@ -158,26 +160,32 @@ class SimMarketData:
         return OrderBook(symbol=symbol, timestamp=now, bids=bids, asks=asks)
 
     async def trades(self, symbol: str, limit: int) -> list[Trade]:
-        import numpy as np
-
         now = self._now_ms()
-        minutes = self.candles(symbol, "1m", max(1, math.ceil(limit / 20)) + 1, None)
+        span = math.ceil(limit / TRADE_CHANCE) + 10
+        trades = self.tape(symbol, now - span * 1000, now)
+        while len(trades) < limit and now - span * 1000 > EPOCH_MS + DAY_MS:
+            span *= 2
+            trades = self.tape(symbol, now - span * 1000, now)
+        return trades[-limit:]
+
+    def tape(self, symbol: str, after_ms: int, until_ms: int) -> list[Trade]:
+        """The trades printed after ``after_ms`` up to ``until_ms``: at most one per second, each at
+        the price path's price at its instant, so the tape, the ticker and the candles agree. A pure
+        function of (seed, symbol, second), whoever asks and in whatever pieces."""
         spec = self._specs[symbol]
         trades: list[Trade] = []
-        for candle in minutes:
-            rng = np.random.default_rng(_seed(self.seed, symbol, "trades", int(candle[0])))
-            count = 20
-            offsets = np.sort(rng.integers(0, MINUTE_MS, count))
-            for offset, u, side in zip(offsets, rng.random(count), rng.random(count) < 0.5, strict=True):
-                ts = int(candle[0] + offset)
-                if ts > now:
-                    break
-                price = candle[3] + (candle[2] - candle[3]) * float(u)
-                amount = float(rng.lognormal(0, 1)) * spec.volume_per_minute / count
-                trades.append(Trade(timestamp=ts, side="buy" if side else "sell",
-                                    price=_round_to(price, spec.price_tick),
-                                    amount=max(spec.amount_step, _round_to(amount, spec.amount_step))))
-        return trades[-limit:]
+        for second in range(after_ms // 1000, until_ms // 1000 + 1):
+            draw = random.Random(_seed(self.seed, symbol, "tape", second))
+            if draw.random() >= TRADE_CHANCE:
+                continue
+            ts = second * 1000 + draw.randrange(1000)
+            if not after_ms < ts <= until_ms:
+                continue
+            amount = draw.lognormvariate(0, 1) * spec.volume_per_minute / 60 / TRADE_CHANCE
+            trades.append(Trade(timestamp=ts, side="buy" if draw.random() < 0.5 else "sell",
+                                price=self.price_at(symbol, ts),
+                                amount=max(spec.amount_step, _round_to(amount, spec.amount_step))))
+        return trades
 
     async def derivatives(self, symbol: str) -> Derivatives:
         import numpy as np

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from heablcoin_mcp.core.tasks.alerts import streamed_evidence
 from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskView
 from heablcoin_mcp.errors import InvalidInput
 
@@ -157,14 +158,23 @@ def builtin_handlers(app: Any) -> HandlerRegistry:
         return {"title": p.title, "sources": [*p.symbols, *parents], "markdown": "\n".join(lines)}
 
     async def price_alert(p: PriceAlert, ctx: TaskContext) -> Any:
-        last = (await app.market.ticker(p.symbol)).last
-        hit = (p.above is not None and last >= p.above) or (p.below is not None and last <= p.below)
-        if not hit:
+        def hit(price: float) -> bool:
+            return (p.above is not None and price >= p.above) or (p.below is not None and price <= p.below)
+
+        streamed = streamed_evidence(ctx.task.result)
+        if streamed is not None and hit(streamed[0]):
+            last, source, at = streamed[0], "stream", streamed[1] / 1000
+        else:
+            ticker = await app.market.ticker(p.symbol)
+            last, source, at = ticker.last, "check", ticker.timestamp / 1000
+        if not hit(last):
             return Later(p.check_every, f"{p.symbol} at {last}, waiting for "
                                         f"{'>= ' + str(p.above) if p.above else '<= ' + str(p.below)}")
         side = f"above {p.above}" if p.above is not None else f"below {p.below}"
+        how = "a streamed trade" if source == "stream" else "the periodic check"
         return {"fired": True, "symbol": p.symbol, "price": last, "condition": {"above": p.above, "below": p.below},
-                "message": f"{p.symbol} is at {last}: alert {side}"}
+                "source": source, "traded_at": at,
+                "message": f"{p.symbol} traded at {last}: alert {side} (seen by {how})"}
 
     async def system_sleep(p: Sleep, ctx: TaskContext) -> dict[str, Any]:
         await anyio.sleep(p.seconds)

@@ -254,6 +254,18 @@ class TaskQueue:
                 (now + after, json.dumps({"waiting": note}), now, task_id, worker_id)).rowcount
         return changed == 1
 
+    def wake(self, task_id: str, reason: dict[str, Any]) -> bool:
+        """Run a waiting task now, keeping ``reason`` as its result for the handler to read (a price
+        alert whose level a streamed trade crossed). False when it is not waiting any more."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            changed = conn.execute("UPDATE tasks SET run_after = ?, result = ?, updated_at = ? WHERE id = ? AND "
+                                   "status = 'PENDING' AND run_after > ?",
+                                   (now, json.dumps(reason), now, task_id, now)).rowcount
+            if changed:
+                self.db.notify(conn, CHANNEL)
+        return changed == 1
+
     def backoff(self, attempts: int) -> float:
         """Exponential with full jitter: a random wait up to base × 2^(attempts−1), capped."""
         return self.rng.uniform(0.5, 1.0) * min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempts - 1))

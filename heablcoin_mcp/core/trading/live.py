@@ -15,7 +15,7 @@ from typing import Any
 
 from heablcoin_mcp.core.books.ledger import Holding
 from heablcoin_mcp.core.books.money import ZERO, dec
-from heablcoin_mcp.core.market.ccxt_source import Proxies, rebase_urls, translate_ccxt_error
+from heablcoin_mcp.core.market.ccxt_source import Proxies, client_config, rebase_urls, translate_ccxt_error
 from heablcoin_mcp.core.market.limiter import SharedExchangeLimiter
 from heablcoin_mcp.core.redact import Redactor
 from heablcoin_mcp.core.trading.accounts import Account
@@ -70,12 +70,7 @@ class LiveBroker:
                     raise ConfigError(f"account {self.account.name}: environment variable {variable} is not set",
                                       hint=f"Set {variable} in the server's environment or .env, then restart.")
                 credentials[key] = value
-            config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(self.timeout_seconds * 1000),
-                                      **credentials}
-            for key, value in (("httpProxy", self.proxies.http), ("httpsProxy", self.proxies.https),
-                               ("socksProxy", self.proxies.socks)):
-                if value:
-                    config[key] = value
+            config = {**client_config(None, self.proxies, self.timeout_seconds), **credentials}
             client = getattr(ccxt_async, self.account.exchange)(config)
             if self.api_base:
                 client.urls["api"] = rebase_urls(client.urls["api"], self.api_base)

@@ -10,7 +10,9 @@ import anyio
 from heablcoin_mcp.core.books import journal
 from heablcoin_mcp.core.books.money import step_of
 from heablcoin_mcp.core.clock import Clock
+from heablcoin_mcp.core.market.models import Trade
 from heablcoin_mcp.core.market.service import MarketService
+from heablcoin_mcp.core.market.streams import MarketStreams
 from heablcoin_mcp.core.storage import Row, Storage
 from heablcoin_mcp.core.trading import paper
 from heablcoin_mcp.core.trading.accounts import AccountService
@@ -21,6 +23,8 @@ from heablcoin_mcp.core.trading.records import OPEN_STATUSES
 from heablcoin_mcp.errors import HeablError
 
 log = logging.getLogger(__name__)
+Bar = tuple[int, Decimal, Decimal, Decimal]  # opened at (ms), open, high, low
+Found = tuple[Decimal, float, str]  # fill price, when the market traded (s), maker / taker
 # An order is `new` only between its journaled intent and the fill or the exchange's answer; one
 # older than this was left by a process that died (exchange calls time out well before it).
 STALE_NEW_SECONDS = 120.0
@@ -49,6 +53,18 @@ class Matcher:
             except Exception:  # the matcher must outlive any one bad tick
                 log.exception("paper matcher tick failed")
             await anyio.sleep(interval)
+
+    async def follow_trades(self, streams: MarketStreams, refresh: float) -> None:
+        """Fill resting paper orders from the trade stream of every symbol that has one."""
+        async def symbols() -> set[str]:
+            return {row[0] for row in self.db.conn.execute(
+                f"SELECT DISTINCT o.symbol FROM orders o JOIN accounts a ON a.name = o.account "
+                f"WHERE a.mode = 'paper' AND o.status IN {OPEN_STATUSES}")}
+
+        async def handle(symbol: str, trades: list[Trade]) -> None:
+            await self.fill_from_trades(symbol, trades)
+
+        await streams.follow("trades", symbols, handle, refresh)
 
     async def match_open_orders(self) -> int:
         """Check every open paper order against the market since it was last checked, and refresh
@@ -104,19 +120,39 @@ class Matcher:
         minutes = max(1, (now_ms - start) // 60_000 + 1)
         timeframe, count = ("1m", minutes) if minutes <= 1000 else ("1h", minutes // 60 + 1)
         candles = await self.market.candles(row["symbol"], timeframe, min(count, 5000), start)
-        market = await self.market.market(row["symbol"])
-        tick = step_of(market.price_tick)
+        bars = [(int(c[0]), *(Decimal(str(v)) for v in c[1:4])) for c in candles
+                if c[0] >= placed_ms]  # prices from before the order existed fill nothing
+        found = await self._walk(row, bars)
+        with self.db.write() as conn:
+            conn.execute(
+                f"UPDATE orders SET checked_until = ? WHERE id = ? AND status IN {OPEN_STATUSES}", (now_ms, row["id"])
+            )
+        return await self._book(row, found)
+
+    async def fill_from_trades(self, symbol: str, trades: list[Trade]) -> int:
+        """Check the open paper orders of a symbol against streamed trades: each trade is a bar whose
+        open, high and low are its price, and only trades printed after an order was placed count."""
+        rows = self.db.conn.execute(
+            f"SELECT o.* FROM orders o JOIN accounts a ON a.name = o.account WHERE a.mode = 'paper' "
+            f"AND o.symbol = ? AND o.status IN {OPEN_STATUSES} ORDER BY o.created_at", (symbol,)).fetchall()
+        fills = 0
+        for row in rows:
+            placed_ms = row["created_at"] * 1000
+            bars = [(t.timestamp, price, price, price) for t in trades if t.timestamp > placed_ms
+                    for price in (Decimal(str(t.price)),)]
+            if bars:
+                fills += await self._book(row, await self._walk(row, bars))
+        return fills
+
+    async def _walk(self, row: Row, bars: list[Bar]) -> Found | None:
+        """The first bar that fills the order, in time order; a stop reached on the way is marked
+        triggered (a stop-limit then rests as a limit from the next bar: this one's path is unknown)."""
+        tick = step_of((await self.market.market(row["symbol"])).price_tick)
         side, kind = row["side"], row["type"]
         limit = Decimal(row["price"]) if row["price"] else None
         stop = Decimal(row["stop_price"]) if row["stop_price"] else None
         triggered = bool(row["triggered"])
-        fill_price: Decimal | None = None
-        filled_at: float | None = None
-        liquidity = "maker"
-        for candle in candles:
-            if candle[0] < placed_ms:  # prices from before the order existed fill nothing
-                continue
-            opened, high, low = (Decimal(str(v)) for v in candle[1:4])
+        for at_ms, opened, high, low in bars:
             if kind in ("stop", "stop_limit") and not triggered:
                 assert stop is not None
                 if not paper.stop_triggered(side, stop, high, low):
@@ -124,23 +160,19 @@ class Matcher:
                 triggered = True
                 self._mark_triggered(row)
                 if kind == "stop":
-                    fill_price, liquidity = paper.stop_fill_price(side, stop, opened, self.slippage_bps), "taker"
-                    filled_at = candle[0] / 1000
-                    break
-                continue  # a stop-limit rests as a limit from the next candle: this one's path is unknown
+                    return paper.stop_fill_price(side, stop, opened, self.slippage_bps), at_ms / 1000, "taker"
+                continue
             if limit is not None and paper.traded_through(side, limit, high, low, tick):
-                fill_price, filled_at = limit, candle[0] / 1000
-                break
-        with self.db.write() as conn:
-            conn.execute(
-                f"UPDATE orders SET checked_until = ? WHERE id = ? AND status IN {OPEN_STATUSES}", (now_ms, row["id"])
-            )
-        if fill_price is None:
+                return limit, at_ms / 1000, "maker"
+        return None
+
+    async def _book(self, row: Row, found: Found | None) -> int:
+        if found is None:
             return 0
-        self.executor.fill(
-            row["id"], [paper.Slice(fill_price, Decimal(row["amount"]))], liquidity,
-            fee_of(getattr(market, f"{liquidity}_fee")), at=filled_at,
-        )
+        price, at, liquidity = found
+        market = await self.market.market(row["symbol"])
+        self.executor.fill(row["id"], [paper.Slice(price, Decimal(row["amount"]))], liquidity,
+                           fee_of(getattr(market, f"{liquidity}_fee")), at=at)
         return 1
 
     def _mark_triggered(self, row: Row) -> None:
