@@ -3,8 +3,8 @@ keeps alive, parses and keeps order books.
 
 Raw streams at ``/stream/ws[/<n>]`` (ccxt's spot URL is ``wss://stream.binance.com:9443/ws``; the
 ``/stream`` prefix keeps ccxt's spot-URL test true): ``SUBSCRIBE`` / ``UNSUBSCRIBE`` answered as
-Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker``, ``depthUpdate`` (U/u update ids) and
-``kline`` events in Binance's shapes. Depth snapshots are served by the REST fake from the same book,
+Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker`` and ``depthUpdate`` (U/u update ids)
+events in Binance's shapes. Once a test sets a book, the REST fake serves depth snapshots from it,
 so a snapshot and the updates after it agree. Faults: drop every connection, go silent (pongs
 still answered), skip an update id, send an update that leaves a crossed book (the Binance stream
 has no checksum field: this is its corrupt-book equivalent), refuse the next N connections.
@@ -28,7 +28,6 @@ from tests.fakes.exchange import FakeBinance
 class FakeBinanceStreams:
     def __init__(self, rest: FakeBinance) -> None:
         self.rest = rest
-        rest.depth_source = self.snapshot
         self.subscriptions: list[str] = []  # every SUBSCRIBE param, in arrival order
         self.connections = 0  # websocket upgrades accepted
         self.refused = 0
@@ -96,6 +95,7 @@ class FakeBinanceStreams:
     def set_book(self, market_id: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
         with self._lock:
             self._books[market_id] = {"bids": dict(bids), "asks": dict(asks), "update_id": 1000}
+        self.rest.depth_source = self.snapshot  # snapshots now come from the streamed book
 
     def depth(self, market_id: str, bids: list[tuple[float, float]] = (), asks: list[tuple[float, float]] = (), *,
               skip_id: bool = False, corrupt: bool = False) -> None:
