@@ -4,7 +4,9 @@ Resource updates travel both ways a client may ask for them: ``resources/subscri
 connections (``notifications/resources/updated`` on the connection's standalone stream) and
 ``subscriptions/listen`` on 2026-07-28 connections (the SDK's SubscriptionBus, which filters per
 stream). What changed comes from core/changes.py, polled from the database, so a task finished by
-a worker process or a state set from the CLI is pushed like a fill made here.
+a worker process or a state set from the CLI is pushed like a fill made here. A market's ticker
+(``heablcoin://market/<market>/ticker``) is pushed from its stream while anyone, of either era,
+subscribes to it: at most once a second, the last change of a busy second never lost.
 
 Log messages: ``logging/setLevel`` on a 2025-era connection subscribes it to this package's log
 records at or above that level (never more detailed than HEABLCOIN_LOG_LEVEL), scrubbed of secrets.
@@ -16,15 +18,18 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.session import ServerSession
-from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
+from mcp.server.subscriptions import ListenHandler, ResourceUpdated, SubscriptionBus
 from mcp.types import (
     INVALID_PARAMS,
     EmptyResult,
@@ -32,16 +37,22 @@ from mcp.types import (
     LoggingMessageNotificationParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
     UnsubscribeRequestParams,
 )
 
-from heablcoin_mcp.core.changes import JOURNAL, RISK, ChangeFeed
+from heablcoin_mcp.core.changes import JOURNAL, OPEN_ORDERS, RISK, ChangeFeed
+from heablcoin_mcp.core.market.streams import MarketStreams
 from heablcoin_mcp.core.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 SCHEME = "heablcoin://"
-WATCHED = re.compile(rf"^{re.escape(SCHEME)}({re.escape(JOURNAL)}|{re.escape(RISK)}|portfolio/[^/]+|tasks/[^/]+)$")
+WATCHED = re.compile(rf"^{re.escape(SCHEME)}({re.escape(JOURNAL)}|{re.escape(RISK)}|{re.escape(OPEN_ORDERS)}|"
+                     r"portfolio/[^/]+|tasks/[^/]+|market/[^/]+/ticker)$")
+TICKER = re.compile(rf"^{re.escape(SCHEME)}market/([^/]+)/ticker$")
+PUSH_INTERVAL = 1.0  # seconds: at most one ticker push per resource
 # MCP's syslog levels, least severe first, and the Python level each one starts at.
 MCP_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 PYTHON_LEVELS = dict(zip(MCP_LEVELS, (logging.DEBUG, logging.INFO, logging.INFO + 5, logging.WARNING,
@@ -62,12 +73,20 @@ def mcp_level(levelno: int) -> str:
 
 class Pushes:
     def __init__(self, feed: ChangeFeed, bus: SubscriptionBus, redactor: Redactor,
-                 read: Callable[[str], Awaitable[object]], *, interval: float = 1.0) -> None:
+                 read: Callable[[str], Awaitable[object]], *, interval: float = 1.0,
+                 streams: MarketStreams | None = None, symbol_of: Callable[[str], Awaitable[str]] | None = None
+                 ) -> None:
         self.feed = feed
         self.bus = bus
         self.redactor = redactor
         self.read = read  # MCPServer.read_resource: a subscription is taken only to a resource that exists
         self.interval = interval
+        self.streams = streams
+        self.symbol_of = symbol_of  # a market as typed in a URI -> its canonical symbol
+        self._listen = ListenHandler(bus)
+        self._listening: Counter[str] = Counter()  # URIs open 2026-era listen streams asked for
+        self._tickers: dict[str, anyio.CancelScope] = {}
+        self._group: anyio.abc.TaskGroup | None = None
         self._subscribed: dict[object, tuple[ServerSession, set[str]]] = {}
         self._log_levels: dict[object, tuple[ServerSession, int]] = {}
         self._logs: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue(LOG_BACKLOG)
@@ -80,7 +99,8 @@ class Pushes:
         uri = str(params.uri)
         if not WATCHED.match(uri):
             raise MCPError(INVALID_PARAMS, f"no updates are published for {uri}; subscribe to "
-                           f"{SCHEME}{JOURNAL}, {SCHEME}{RISK}, {SCHEME}portfolio/<account> or {SCHEME}tasks/<id>")
+                           f"{SCHEME}{JOURNAL}, {SCHEME}{RISK}, {SCHEME}{OPEN_ORDERS}, {SCHEME}portfolio/<account>, "
+                           f"{SCHEME}tasks/<id> or {SCHEME}market/<market>/ticker")
         try:
             await self.read(uri)
         except ResourceError as exc:
@@ -88,13 +108,29 @@ class Pushes:
         session = ctx.session
         _, uris = self._subscribed.setdefault(connection_of(session), (session, set()))
         uris.add(uri)
+        await self._follow_tickers()
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
         entry = self._subscribed.get(connection_of(ctx.session))
         if entry:
             entry[1].discard(str(params.uri))
+        await self._follow_tickers()
         return EmptyResult()
+
+    async def listen(self, ctx: ServerRequestContext[Any],
+                     params: SubscriptionsListenRequestParams) -> SubscriptionsListenResult:
+        """The SDK's 2026-07-28 listen stream, noting which URIs it asked for while it is open (so a
+        market's ticker is streamed for it)."""
+        uris = [str(u) for u in params.notifications.resource_subscriptions or ()]
+        self._listening.update(uris)
+        try:
+            await self._follow_tickers()
+            return await self._listen(ctx, params)
+        finally:
+            self._listening.subtract(uris)
+            with anyio.CancelScope(shield=True):
+                await self._follow_tickers()
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
         self._log_levels[connection_of(ctx.session)] = (ctx.session, PYTHON_LEVELS[params.level])
@@ -108,10 +144,41 @@ class Pushes:
         package.addHandler(self._handler)
         try:
             async with anyio.create_task_group() as group:
+                self._group = group
                 group.start_soon(self._forward_logs)
                 await self._watch()
         finally:
+            self._group = None
+            self._tickers.clear()
+            self._listen.close()
             package.removeHandler(self._handler)
+
+    async def _follow_tickers(self) -> None:
+        """One ticker follower for each market resource someone wants, none for the rest."""
+        wanted = {uri for _, uris in self._subscribed.values() for uri in uris if TICKER.match(uri)}
+        wanted |= {uri for uri, n in self._listening.items() if n > 0 and TICKER.match(uri)}
+        for uri in set(self._tickers) - wanted:
+            self._tickers.pop(uri).cancel()
+        if self._group is None or self.streams is None or not self.streams.running or self.symbol_of is None:
+            return
+        for uri in wanted - set(self._tickers):
+            match = TICKER.match(uri)
+            assert match is not None
+            self._tickers[uri] = await self._group.start(self._push_ticker, uri, await self.symbol_of(match[1]))
+
+    async def _push_ticker(self, uri: str, symbol: str, *,
+                           task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED) -> None:
+        assert self.streams is not None
+        with anyio.CancelScope() as scope:
+            task_status.started(scope)
+            async with self.streams.subscribe("ticker", symbol) as updates:
+                changed = False
+                while True:
+                    if not changed:
+                        await updates.receive()
+                    await self.updated(uri)
+                    await anyio.sleep(PUSH_INTERVAL)
+                    changed = _drained(updates) > 0  # what came meanwhile goes out as one push now
 
     async def _watch(self) -> None:
         while True:
@@ -126,9 +193,13 @@ class Pushes:
 
     async def updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
+        gone = False
         for key, (session, uris) in list(self._subscribed.items()):
             if uri in uris and not await _delivered(session.send_resource_updated(uri)):
                 self._subscribed.pop(key, None)
+                gone = True
+        if gone and self._group is not None:
+            self._group.start_soon(self._follow_tickers)  # not from inside a follower it may cancel
 
     def offer_log(self, record: logging.LogRecord, text: str) -> None:
         """Called by the logging handler, from any thread."""
@@ -154,6 +225,16 @@ async def _delivered(send: Any) -> bool:
         return True
     except Exception:
         return False
+
+
+def _drained(updates: MemoryObjectReceiveStream[Any]) -> int:
+    count = 0
+    while True:
+        try:
+            updates.receive_nowait()
+        except anyio.WouldBlock:
+            return count
+        count += 1
 
 
 def _put_or_drop(queue: asyncio.Queue[Any], item: Any) -> None:

@@ -23,6 +23,7 @@ from mcp.types import (
     InputRequiredResult,
     SetLevelRequestParams,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
     ToolAnnotations,
     UnsubscribeRequestParams,
 )
@@ -180,7 +181,12 @@ def build_server(app: App) -> HeablServer:
         log_level=app.settings.log_level,
         subscriptions=bus,
     )
-    pushes = Pushes(ChangeFeed(app.db, app.clock), bus, app.redactor, server.read_resource)
+    async def symbol_of(market: str) -> str:
+        return (await app.market.market(market)).symbol
+
+    pushes = Pushes(ChangeFeed(app.db, app.clock), bus, app.redactor, server.read_resource, streams=app.streams,
+                    symbol_of=symbol_of)
+    server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, pushes.listen)
     server.add_request_handler("resources/subscribe", SubscribeRequestParams, pushes.subscribe)
     server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, pushes.unsubscribe)
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, pushes.set_level)

@@ -3,7 +3,7 @@
 Read from the database rather than hooked into the services, so a change made by another process
 (a worker finishing a task, the CLI leaving HALTED) counts the same as one made here. The paths are
 the server's resource URIs without the scheme: ``journal/recent``, ``risk/limits``,
-``portfolio/<account>``, ``tasks/<id>``.
+``portfolio/<account>``, ``orders/open``, ``tasks/<id>``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from heablcoin_mcp.core.storage import Storage
 
 JOURNAL = "journal/recent"
 RISK = "risk/limits"
+OPEN_ORDERS = "orders/open"
 RISK_EVENTS = frozenset({"risk_limits_changed", "trading_state_changed"})
 # A preview or an unused token's expiry changes no balance, position or order.
 NOT_PORTFOLIO_EVENTS = frozenset({"previewed", "expired"})
@@ -47,14 +48,16 @@ class ChangeFeed:
         return list(dict.fromkeys(self._journal_paths() + self._task_paths()))
 
     def _journal_paths(self) -> list[str]:
-        rows = self.db.conn.execute("SELECT seq, account, event FROM journal WHERE seq > ? ORDER BY seq",
-                            (self._journal_seq,)).fetchall()
+        rows = self.db.conn.execute("SELECT seq, account, event, order_id FROM journal WHERE seq > ? ORDER BY seq",
+                                    (self._journal_seq,)).fetchall()
         paths: list[str] = []
-        for seq, account, event in rows:
+        for seq, account, event, order_id in rows:
             self._journal_seq = seq
             paths.append(JOURNAL)
             if event in RISK_EVENTS:
                 paths.append(RISK)
+            if order_id and event not in NOT_PORTFOLIO_EVENTS:
+                paths.append(OPEN_ORDERS)
             if account and event not in NOT_PORTFOLIO_EVENTS:
                 paths.append(portfolio_path(account))
         return paths

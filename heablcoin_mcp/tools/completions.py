@@ -21,6 +21,9 @@ def register(server: MCPServer, app: App) -> None:
     async def symbols() -> list[str]:
         return sorted(await app.market.all_markets())
 
+    async def markets() -> list[str]:  # a symbol as it fits in a URI: BTC-USDT
+        return [symbol.replace("/", "-") for symbol in await symbols()]
+
     async def timeframes() -> list[str]:
         return await app.market.timeframes()
 
@@ -37,7 +40,7 @@ def register(server: MCPServer, app: App) -> None:
         return ["buy", "sell"]
 
     sources: dict[str, Callable[[], Awaitable[list[str]]]] = {
-        "symbol": symbols, "symbols": symbols, "timeframe": timeframes, "account": accounts,
+        "symbol": symbols, "symbols": symbols, "market": markets, "timeframe": timeframes, "account": accounts,
         "order_id": order_ids, "task_id": task_ids, "side": sides,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from heablcoin_mcp.app import App
@@ -16,7 +16,8 @@ from heablcoin_mcp.core.market.service import (
     TickerReport,
     parse_since,
 )
-from heablcoin_mcp.tools._types import MARKET_READ, Symbol, Timeframe
+from heablcoin_mcp.core.market.watch import WatchReport, watch
+from heablcoin_mcp.tools._types import MARKET_READ, NameList, Symbol, Timeframe
 
 
 def register(server: MCPServer, app: App) -> None:
@@ -75,3 +76,25 @@ def register(server: MCPServer, app: App) -> None:
         and maker/taker fees. Use it to find the exact symbol before other tools, or to explain an
         order-size minimum. `total` counts all matches before the limit."""
         return await market.list_markets(quote, search, limit)
+
+    @server.tool(title="Watch market", annotations=MARKET_READ)
+    async def watch_market(
+        symbols: Annotated[NameList, Field(description="1-10 markets, e.g. ['BTC/USDT', 'ETH/USDT'].")],
+        ctx: Context,
+        seconds: Annotated[float, Field(description="How long to watch, 1-600 s.", gt=0, le=600)] = 60,
+    ) -> WatchReport:
+        """Watch live prices for a while: each change is sent as a progress notification ("BTC/USDT
+        65012.5", at most one a second per market) and the result sums up first, last, high, low
+        and change per market. Clients that subscribe to resources can subscribe to
+        heablcoin://market/{market}/ticker instead."""
+        async def progress(symbol: str, price: float, elapsed: float) -> None:
+            await ctx.report_progress(elapsed, seconds, f"{symbol} {price}")
+
+        return await watch(market, symbols, seconds, progress)
+
+    @server.resource("heablcoin://market/{market}/ticker", name="ticker", title="Live ticker of a market",
+                     mime_type="application/json")
+    async def ticker_resource(market: str) -> str:
+        """One market's ticker (e.g. heablcoin://market/BTC-USDT/ticker), from the stream when one runs.
+        Subscribe to hear of each price change, at most once a second."""
+        return (await app.market.ticker(market)).model_dump_json()

@@ -200,6 +200,12 @@ def register(server: MCPServer, app: App) -> None:
         found = app.accounts.get(account)
         return (await app.portfolio.portfolio(found.name, found.mode)).model_dump_json()
 
+    @server.resource("heablcoin://orders/open", name="open_orders", title="Open orders", mime_type="application/json")
+    def open_orders_resource() -> str:
+        """Every resting order of every account (limit, stop, partly filled), oldest first; subscribe to hear
+        of each placement, fill, trigger and cancel."""
+        return json.dumps([o.model_dump(mode="json") for o in reversed(app.records.orders("open", limit=500))])
+
     @server.resource(
         "heablcoin://journal/recent", name="journal", title="Recent order journal", mime_type="application/json"
     )

@@ -3,6 +3,7 @@ resource errors a client can read."""
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -89,6 +90,20 @@ async def test_a_fill_and_a_limit_change_are_pushed_to_their_subscribers_only(ap
         data(await client.call_tool("place_order", {**BUY_ONE, "amount": 0.1}))
         await anyio.sleep(2.5)  # more than two polls
         assert "heablcoin://portfolio/default" not in inbox.updated
+
+
+async def test_open_orders_are_pushed_on_placement_and_cancel(app: App) -> None:
+    inbox = Inbox()
+    async with legacy(app, inbox) as client:
+        await subscribe(client, "heablcoin://orders/open")
+        placed = data(await client.call_tool("place_order", {**BUY_ONE, "order_type": "limit", "price": 90}))
+        await inbox.wait_for(lambda: "heablcoin://orders/open" in inbox.updated)
+        listed = json.loads((await client.read_resource("heablcoin://orders/open")).contents[0].text)
+        assert [o["id"] for o in listed] == [placed["order"]["id"]]
+        inbox.updated.clear()
+        data(await client.call_tool("cancel_order", {"order_id": placed["order"]["id"]}))
+        await inbox.wait_for(lambda: "heablcoin://orders/open" in inbox.updated)
+        assert json.loads((await client.read_resource("heablcoin://orders/open")).contents[0].text) == []
 
 
 async def test_a_task_finished_elsewhere_is_pushed(app: App) -> None:

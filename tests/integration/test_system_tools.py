@@ -46,7 +46,7 @@ async def test_health_reports_paper_mode_sim_market_and_its_database(app: App, m
         assert health["database"]["path"].startswith("postgresql://")
         database = next(c for c in health["components"] if c["name"] == "database")
         assert database["metrics"]["latency_ms"] > 0
-    assert [c["name"] for c in health["components"]] == ["database", "market_data", "trading", "ai", "tasks"]
+    assert [c["name"] for c in health["components"]] == ["database", "market_data", "streams", "trading", "ai", "tasks"]
     assert health["toolsets"] == list(TOOLSET_NAMES)
 
 

@@ -114,7 +114,7 @@ class MarketService:
     def exchange(self) -> str:
         return self.source.name
 
-    def _stamp(self, ms: int | None = None) -> dict[str, Any]:
+    def stamp(self, ms: int | None = None) -> dict[str, Any]:
         return {"exchange": self.exchange, "simulated": self.source.simulated,
                 "as_of": iso(ms if ms is not None else self._now_ms())}
 
@@ -189,9 +189,12 @@ class MarketService:
 
     async def ticker(self, symbol: str) -> TickerReport:
         market = await self.market(symbol)
-        ticker = await self._cached(("ticker", market.symbol), TICKER_TTL, lambda: self.source.ticker(market.symbol))
+        ticker = self.streams.latest("ticker", market.symbol, TICKER_TTL) if self.streams else None
+        if ticker is None:
+            ticker = await self._cached(("ticker", market.symbol), TICKER_TTL,
+                                        lambda: self.source.ticker(market.symbol))
         spread = ticker.ask - ticker.bid if ticker.ask is not None and ticker.bid is not None else None
-        return TickerReport(**self._stamp(ticker.timestamp), **ticker.model_dump(), spread=spread,
+        return TickerReport(**self.stamp(ticker.timestamp), **ticker.model_dump(), spread=spread,
                             spread_pct=spread / ticker.last * 100 if spread is not None and ticker.last else None)
 
     async def candles(self, symbol: str, timeframe: str, limit: int, since: int | None = None) -> list[Candle]:
@@ -213,7 +216,7 @@ class MarketService:
         market, tf = await self.market(symbol), await self.timeframe(timeframe)
         now = self._now_ms()
         open_candle = bool(rows) and rows[-1][0] + TIMEFRAME_SECONDS[tf] * 1000 > now
-        return OhlcvReport(**self._stamp(now), symbol=market.symbol, timeframe=tf, rows=rows,
+        return OhlcvReport(**self.stamp(now), symbol=market.symbol, timeframe=tf, rows=rows,
                            count=len(rows), last_candle_open=open_candle)
 
     async def order_book(self, symbol: str, depth: int) -> OrderBookReport:
@@ -234,7 +237,7 @@ class MarketService:
         ask_depth = sum(a for _, a in book.asks)
         total = bid_depth + ask_depth
         return OrderBookReport(
-            **self._stamp(book.timestamp), **book.model_dump(), mid=mid, spread=spread,
+            **self.stamp(book.timestamp), **book.model_dump(), mid=mid, spread=spread,
             spread_pct=spread / mid * 100 if spread is not None and mid else None,
             bid_depth=bid_depth, ask_depth=ask_depth,
             imbalance=round((bid_depth - ask_depth) / total, 4) if total else None, streamed=streamed,
@@ -245,13 +248,13 @@ class MarketService:
         self.check_range("limit", limit, 1, MAX_TRADES)
         trades = await self._cached(("trades", market.symbol, limit), TRADES_TTL,
                                     lambda: self.source.trades(market.symbol, limit))
-        return TradesReport(**self._stamp(), symbol=market.symbol, trades=trades)
+        return TradesReport(**self.stamp(), symbol=market.symbol, trades=trades)
 
     async def derivatives(self, symbol: str) -> DerivativesReport:
         market = await self.market(symbol)
         data = await self._cached(("derivatives", market.symbol), DERIVATIVES_TTL,
                                   lambda: self.source.derivatives(market.symbol))
-        return DerivativesReport(**self._stamp(), **data.model_dump())
+        return DerivativesReport(**self.stamp(), **data.model_dump())
 
     async def list_markets(self, quote: str | None, search: str | None, limit: int) -> MarketsReport:
         self.check_range("limit", limit, 1, 1000)
@@ -262,7 +265,7 @@ class MarketService:
             needle = search.strip().upper()
             markets = [m for m in markets if needle in m.symbol.upper() or needle in m.base.upper()]
         markets.sort(key=lambda m: (not m.active, m.type != "spot", m.symbol))
-        return MarketsReport(**self._stamp(), total=len(markets), markets=markets[:limit])
+        return MarketsReport(**self.stamp(), total=len(markets), markets=markets[:limit])
 
     def health(self) -> ComponentHealth:
         cache = self.cache.snapshot()
