@@ -9,14 +9,39 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ResourceUpdatedNotification, TextContent
 
 Step = Callable[[Client, TextIO], Awaitable[None]]
+ALERT_WAIT_SECONDS = 90
+
+
+class Pushed:
+    """The resources/updated notifications the server sent this session."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+
+    async def __call__(self, message: Any) -> None:
+        root = getattr(message, "root", message)
+        if isinstance(root, ResourceUpdatedNotification):
+            self.uris.append(str(root.params.uri))
+
+    async def next_of(self, uris: dict[str, Any], seen: int, seconds: float) -> tuple[int, str] | None:
+        """The first push for one of ``uris`` after the first ``seen`` pushes, waiting up to ``seconds``."""
+        with anyio.move_on_after(seconds):
+            while True:
+                for index in range(seen, len(self.uris)):
+                    if self.uris[index] in uris:
+                        return index + 1, self.uris[index]
+                seen = len(self.uris)
+                await anyio.sleep(0.1)
+        return None
 
 
 def server_parameters(home: str) -> StdioServerParameters:
@@ -130,6 +155,44 @@ async def step_tasks(client: Client, out: TextIO) -> None:
         out.write(f"  {line}\n")
 
 
+def stream_step(pushed: Pushed) -> Step:
+    async def step_stream(client: Client, out: TextIO) -> None:
+        async def price(done: float, total: float | None, message: str | None) -> None:
+            out.write(f"  progress {done:4.1f} s: {message}\n")
+
+        watched = structured(await client.call_tool("watch_market", {"symbols": ["BTC/USDT"], "seconds": 3},
+                                                    progress_callback=price))
+        btc = watched["markets"][0]
+        out.write(f"watch_market BTC/USDT for 3 s → {btc['updates']} price changes from the "
+                  f"{'stream' if watched['streamed'] else 'ticker'}, last {btc['last']:,.2f}\n")
+        step = max(0.01, round(btc["last"] * 0.000005, 2))  # a hair either side: the next trades cross one
+        alerts = {}
+        for side, level in (("above", round(btc["last"] + step, 2)), ("below", round(btc["last"] - step, 2))):
+            task = structured(await client.call_tool("publish_enhanced_task", {
+                "name": "price_alert", "payload": {"symbol": "BTC/USDT", side: level, "check_every": 3600}}))["task"]
+            alerts[f"heablcoin://tasks/{task['id']}"] = (task["id"], f"{side} {level:,.2f}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the SDK marks resources/subscribe as the 2025 era's method
+                await client.subscribe_resource(f"heablcoin://tasks/{task['id']}")
+        out.write(f"price_alert × 2 on BTC/USDT: {' and '.join(a[1] for a in alerts.values())}, checked hourly, "
+                  "subscribed to both tasks\n")
+        deadline, seen, fired = anyio.current_time() + ALERT_WAIT_SECONDS, 0, None
+        while fired is None and (push := await pushed.next_of(alerts, seen, deadline - anyio.current_time())):
+            seen, uri = push  # a push for each change of the task: its first check, then the firing
+            task = structured(await client.call_tool("get_enhanced_task", {"task_id": alerts[uri][0]}))
+            if task["status"] == "COMPLETED":
+                fired = uri
+                out.write(f"  push: resources/updated {uri}\n"
+                          f"  alert {alerts[uri][1]} → {task['result']['message']}\n")
+        for uri, (task_id, _) in alerts.items():
+            if uri != fired:
+                await client.call_tool("cancel_enhanced_task", {"task_id": task_id})
+        if fired is None:
+            out.write(f"  neither level traded within {ALERT_WAIT_SECONDS} s; both alerts cancelled\n")
+
+    return step_stream
+
+
 async def step_bad_input(client: Client, out: TextIO) -> None:
     result = await client.call_tool("get_system_health", {"components": "flux-capacitor"})
     out.write("Nonsense gets a clear error envelope, never a crash:\n")
@@ -151,11 +214,15 @@ TOUR: list[tuple[str, Step]] = [
 async def tour(out: TextIO) -> None:
     with tempfile.TemporaryDirectory(prefix="heablcoin-demo-") as home:
         out.write(f"heablcoin-mcp demo: starting the server over stdio (offline, simulated market, home {home})\n")
-        async with Client(server_parameters(home), mode="legacy", read_timeout_seconds=60) as client:
+        pushed = Pushed()
+        tour_steps = [*TOUR[:-1], ("Watch the market live; an alert fires from the stream", stream_step(pushed)),
+                      TOUR[-1]]
+        async with Client(server_parameters(home), mode="legacy", read_timeout_seconds=60,
+                          message_handler=pushed) as client:
             info = client.server_info
             if info is not None:
                 out.write(f"Connected to {info.name} {info.version} (protocol {client.protocol_version})\n")
-            for number, (title, step) in enumerate(TOUR, start=1):
+            for number, (title, step) in enumerate(tour_steps, start=1):
                 out.write(f"\n{number}. {title}\n")
                 await step(client, out)
         out.write("\nDone. Connect Claude Desktop, Cursor, Windsurf or MCP Inspector as the README shows.\n")

@@ -53,6 +53,8 @@ def test_demo_tours_a_real_server_and_exits_cleanly(tmp_path: Path) -> None:
     assert "place_order 'buy 100 USDT of SOL' → confirmation_required" in out
     assert "confirm_order → filled: buy" in out and "get_portfolio → equity" in out
     assert "wait_for_task → COMPLETED" in out and "# BTC hourly" in out
+    assert "watch_market BTC/USDT for 3 s →" in out and "from the stream" in out and "progress " in out
+    assert "push: resources/updated heablcoin://tasks/" in out and "(seen by a streamed trade)" in out
     assert '"code": "invalid_input"' in out
     assert not (tmp_path / "ignored").exists()  # the demo uses its own temporary home
 

@@ -1,6 +1,7 @@
 """Benchmarks: ratios against references measured in the same run.
 
-    python tools/bench/run.py [--runs N] [--only foundation|analysis|ai|tasks|storage]   (pip install -e '.[bench]')
+    python tools/bench/run.py [--runs N] [--only foundation|analysis|ai|tasks|storage|streams]
+    (pip install -e '.[bench]')
 
 1. Cold start: spawn the server over stdio, initialize, tools/list, exit — heablcoin-mcp versus a
    minimal MCPServer with one tool (the reference).
@@ -121,6 +122,10 @@ async def main(runs: int, only: str | None) -> None:
         from tools.bench import storage
 
         rows += storage.rows()
+    if only in (None, "streams"):
+        from tools.bench import streams
+
+        rows += await streams.rows()
     sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {runs} runs per figure\n")
     for name, value, ref_name, ref in rows:
         sys.stdout.write(f"{name:<42} {value * 1000:10.3f} ms  vs {ref_name:<22} {ref * 1000:10.3f} ms  "
@@ -130,6 +135,6 @@ async def main(runs: int, only: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", choices=["foundation", "analysis", "ai", "tasks", "storage"])
+    parser.add_argument("--only", choices=["foundation", "analysis", "ai", "tasks", "storage", "streams"])
     args = parser.parse_args()
     anyio.run(main, args.runs, args.only)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 from heablcoin_mcp.core.market.models import OrderBook
 
@@ -38,7 +37,7 @@ class BookView:
                          asks=[(float(level[0]), float(level[1])) for level in self.asks[:depth]])
 
 
-CHECKED_LEVELS = 25  # sortedness and amounts are checked at the top, where every reader looks
+CHECKED_LEVELS = 10  # order and amounts are checked at the top, where every reader looks first
 
 
 def check_book(view: BookView) -> None:
@@ -47,10 +46,10 @@ def check_book(view: BookView) -> None:
         raise BookGap(f"sequence went back from {view.previous_nonce} to {view.nonce}")
     if view.bids and view.asks and view.bids[0][0] >= view.asks[0][0]:
         raise BookGap(f"crossed book: best bid {view.bids[0][0]} >= best ask {view.asks[0][0]}")
-    for side, levels, better in (("bid", view.bids, 1), ("ask", view.asks, -1)):
+    for side, levels, best_first_is_highest in (("bid", view.bids, True), ("ask", view.asks, False)):
         top = levels[:CHECKED_LEVELS]
-        for upper, lower in pairwise(top):
-            if (upper[0] - lower[0]) * better <= 0:
-                raise BookGap(f"{side} levels out of order at {upper[0]} / {lower[0]}")
-        if any(level[1] <= 0 for level in top):
+        prices = [level[0] for level in top]
+        if prices != sorted(prices, reverse=best_first_is_highest):
+            raise BookGap(f"{side} levels out of order near {prices[0]}")
+        if top and min(level[1] for level in top) <= 0:
             raise BookGap(f"a {side} level with no amount")
