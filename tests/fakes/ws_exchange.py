@@ -3,7 +3,7 @@ keeps alive, parses and keeps order books.
 
 Raw streams at ``/stream/ws[/<n>]`` (ccxt's spot URL is ``wss://stream.binance.com:9443/ws``; the
 ``/stream`` prefix keeps ccxt's spot-URL test true): ``SUBSCRIBE`` / ``UNSUBSCRIBE`` answered as
-Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker`` and ``depthUpdate`` (U/u update ids)
+Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker`` / ``24hrMiniTicker`` and ``depthUpdate`` (U/u update ids)
 events in Binance's shapes. Once a test sets a book, the REST fake serves depth snapshots from it,
 so a snapshot and the updates after it agree. Faults: drop every connection, go silent (pongs
 still answered), skip an update id, send an update that leaves a crossed book (the Binance stream
@@ -91,6 +91,9 @@ class FakeBinanceStreams:
             "c": f"{last}", "Q": "1", "b": f"{last * (1 - spread / 2)}", "B": "5", "a": f"{last * (1 + spread / 2)}",
             "A": "5", "o": f"{last}", "h": f"{last}", "l": f"{last}", "v": "1000", "q": f"{1000 * last}",
             "O": now - 86_400_000, "C": now, "F": 1, "L": 100, "n": 100})
+        self._send(f"{market_id.lower()}@miniTicker", {  # what ccxt's watch_ticker subscribes to
+            "e": "24hrMiniTicker", "E": now, "s": market_id, "c": f"{last}", "o": f"{last}", "h": f"{last}",
+            "l": f"{last}", "v": "1000", "q": f"{1000 * last}"})
 
     def set_book(self, market_id: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
         with self._lock:

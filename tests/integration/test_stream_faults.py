@@ -63,6 +63,14 @@ async def next_trade_price(updates: Any, fake: FakeBinanceStreams, price: float)
                 return float((await updates.receive())[-1].price)
 
 
+async def next_ticker(updates: Any, fake: FakeBinanceStreams, last: float) -> float:
+    with anyio.fail_after(15):
+        while True:
+            fake.ticker(MARKET, last)
+            with anyio.move_on_after(0.3):
+                return float((await updates.receive()).last)
+
+
 def test_the_backoff_doubles_then_waits_long_after_five_failures() -> None:
     policy = StreamPolicy(initial_delay=1, max_delay=300, long_after=5, jitter=0.25)
     assert [policy.delay(n, 0.5) for n in range(1, 8)] == [1, 2, 4, 8, 16, 300, 300]
@@ -94,16 +102,30 @@ async def test_a_dropped_connection_reconnects_and_subscribes_again(
 
 async def test_a_silent_feed_is_detected_and_its_connection_replaced(
         hub: MarketStreams, fake: FakeBinanceStreams) -> None:
+    async with hub.subscribe("ticker", SYMBOL) as tickers:
+        await until(lambda: fake.subscribed("xrpusdt@miniTicker") == 1)
+        await next_ticker(tickers, fake, 0.5)
+        fake.go_silent()  # pings are still answered: only the missing messages tell
+        await until(lambda: figures(hub, "ticker")["stale_reconnects"] == 1)
+        assert hub.health().status == "degraded" and "no update for 2 s" in hub.health().detail
+        await until(lambda: fake.subscribed("xrpusdt@miniTicker") == 2)
+        assert await next_ticker(tickers, fake, 0.53) == 0.53
+        assert hub.health().status == "ok" and figures(hub, "ticker")["reconnects"] == 1
+    assert fake.connections == 2
+
+
+async def test_a_quiet_trade_stream_is_given_longer_and_is_not_trouble(
+        hub: MarketStreams, fake: FakeBinanceStreams) -> None:
     async with hub.subscribe("trades", SYMBOL) as trades:
         await until(lambda: fake.subscribed("xrpusdt@trade") == 1)
         await next_trade_price(trades, fake, 0.5)
-        fake.go_silent()  # pings are still answered: only the missing messages tell
-        await until(lambda: figures(hub, "trades")["stale_reconnects"] == 1)
-        assert hub.health().status == "degraded" and "no update" in hub.health().detail
+        await anyio.sleep(FAST.stale_after * 1.5)  # silent longer than a ticker may be
+        assert figures(hub, "trades")["stale_reconnects"] == 0 and hub.health().status == "ok"
+        fake.go_silent()
+        await until(lambda: figures(hub, "trades")["stale_reconnects"] == 1, timeout=20)
+        assert hub.health().status == "ok"  # reconnected as a precaution, not reported as down
         await until(lambda: fake.subscribed("xrpusdt@trade") == 2)
-        assert await next_trade_price(trades, fake, 0.53) == 0.53
-        assert hub.health().status == "ok"
-    assert fake.connections == 2
+        assert await next_trade_price(trades, fake, 0.52) == 0.52
 
 
 async def test_refused_reconnects_back_off_and_the_stream_comes_back(

@@ -190,7 +190,7 @@ class MarketService:
     async def ticker(self, symbol: str) -> TickerReport:
         market = await self.market(symbol)
         ticker = self.streams.latest("ticker", market.symbol, TICKER_TTL) if self.streams else None
-        if ticker is None:
+        if ticker is None or ticker.bid is None or ticker.ask is None:  # some streams carry no book top
             ticker = await self._cached(("ticker", market.symbol), TICKER_TTL,
                                         lambda: self.source.ticker(market.symbol))
         spread = ticker.ask - ticker.bid if ticker.ask is not None and ticker.bid is not None else None

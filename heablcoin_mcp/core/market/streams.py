@@ -4,7 +4,9 @@ One runner per (kind, symbol), started by the first subscriber and stopped with 
 waits for the source's next update and hands it to every subscriber's buffer. Around that wait:
 
 - staleness: no update for ``stale_after`` seconds means a silent feed; the source drops that
-  connection and the runner watches again (a new connection, the subscription sent again);
+  connection and the runner watches again (a new connection, the subscription sent again). Trades
+  may rightly pause on a quiet market, so a trade stream is given ``QUIET_TRADES`` times longer
+  and its silence is not reported as trouble;
 - failures (refused or broken connections) wait with exponential backoff and jitter,
   ``initial_delay`` doubling to ``max_delay``, and after ``long_after`` consecutive failures the long
   delay (``max_delay``) every time, so a dead exchange is not hammered;
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["ticker", "trades", "book", "candles"]
 KINDS: tuple[Kind, ...] = ("ticker", "trades", "book", "candles")
+QUIET_TRADES = 5  # a trade stream's silence window, in stale_after units
 
 
 @dataclass(frozen=True)
@@ -215,15 +218,20 @@ class MarketStreams:
 
     async def _step(self, stream: _Stream) -> None:
         key = stream.key
+        silence = self.policy.stale_after * (QUIET_TRADES if key.kind == "trades" else 1)
         try:
-            with anyio.fail_after(self.policy.stale_after):
+            with anyio.fail_after(silence):
                 update = await self.source.next(key)
             if isinstance(update, BookView):
                 check_book(update)
         except TimeoutError:
             stream.stale += 1
-            stream.down(f"no update for {self.policy.stale_after:g} s: reconnecting")
-            log.warning("%s %s stream silent for %g s: reconnecting", key.kind, key.symbol, self.policy.stale_after)
+            reason = f"no update for {silence:g} s: reconnecting"
+            if key.kind == "trades":
+                stream.last_error = reason  # a quiet market, or a dead feed: either way, a fresh connection
+            else:
+                stream.down(reason)
+            log.warning("%s %s stream silent for %g s: reconnecting", key.kind, key.symbol, silence)
             await self.source.drop_connection(key)
             return
         except BookGap as exc:
