@@ -139,8 +139,8 @@ class TaskQueue:
             if spec.key and spec.key in spec.depends_on:
                 raise InvalidInput(f"task {spec.key} depends on itself")
         _check_acyclic(specs, ids)
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             last = conn.execute(SEQ_BLOCK, (len(specs),)).fetchone()[0]  # one statement numbers the batch
             for seq, (spec, task_id) in enumerate(zip(specs, own, strict=True), start=last - len(specs) + 1):
                 parents = [ids.get(d, d) for d in spec.depends_on]
@@ -171,8 +171,8 @@ class TaskQueue:
 
     def claim(self, worker_id: str) -> TaskView | None:
         """The best runnable task, now RUNNING under this worker's lease; None when there is none."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()  # under the write lock, as everywhere here: stamps follow the commit order
             best = self._best_runnable(conn, now)
             if best is None:
                 return None
@@ -197,8 +197,8 @@ class TaskQueue:
 
     def renew(self, task_id: str, worker_id: str) -> bool:
         """Extend the lease; False if the task is no longer ours (reaped or cancelled)."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             changed = conn.execute("UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'RUNNING' AND "
                                    "worker_id = ?", (now + self.policy.lease_seconds, task_id, worker_id)).rowcount
         return changed == 1
@@ -208,8 +208,8 @@ class TaskQueue:
         text = json.dumps(result, default=str)
         if len(text) > MAX_RESULT_CHARS:
             text = json.dumps({"truncated": True, "preview": text[:2000]})
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             done = conn.execute("UPDATE tasks SET status = 'COMPLETED', result = ?, error = NULL, completed_at = ?,"
                                 " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
                                 f"worker_id = ? {FINISHED}", (text, now, now, task_id, worker_id)).fetchone()
@@ -224,8 +224,8 @@ class TaskQueue:
 
     def fail(self, task_id: str, worker_id: str | None, error: str, *, timed_out: bool = False) -> Status | None:
         """A run failed (or timed out, or its worker died): retry with backoff while attempts remain."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None or row["status"] != "RUNNING" or (worker_id and row["worker_id"] != worker_id):
                 return None
@@ -246,8 +246,8 @@ class TaskQueue:
 
     def reschedule(self, task_id: str, worker_id: str, after: float, note: str) -> bool:
         """Run again later without counting an attempt (a price alert that has not fired yet)."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             changed = conn.execute(
                 "UPDATE tasks SET status = 'PENDING', attempts = attempts - 1, run_after = ?, result = ?, "
                 "lease_until = NULL, updated_at = ? WHERE id = ? AND status = 'RUNNING' AND worker_id = ?",
@@ -257,8 +257,8 @@ class TaskQueue:
     def wake(self, task_id: str, reason: dict[str, Any]) -> bool:
         """Run a waiting task now, keeping ``reason`` as its result for the handler to read (a price
         alert whose level a streamed trade crossed). False when it is not waiting any more."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             changed = conn.execute("UPDATE tasks SET run_after = ?, result = ?, updated_at = ? WHERE id = ? AND "
                                    "status = 'PENDING' AND run_after > ?",
                                    (now, json.dumps(reason), now, task_id, now)).rowcount
@@ -284,8 +284,8 @@ class TaskQueue:
 
     def reap(self) -> int:
         """Tasks whose worker stopped renewing its lease (it died) go back to PENDING or FAIL."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             rows = conn.execute("SELECT * FROM tasks WHERE status = 'RUNNING' AND lease_until < ?", (now,)).fetchall()
             for row in rows:
                 self._fail_row(conn, row, f"lease lapsed: worker {row['worker_id']} stopped", False, now)
@@ -293,8 +293,8 @@ class TaskQueue:
 
     def expire(self) -> int:
         """Waiting tasks past their expiry become EXPIRED (cascading to their dependents)."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             rows = conn.execute("SELECT id FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') AND expires_at IS NOT "
                                 "NULL AND expires_at <= ?", (now,)).fetchall()
             for row in rows:
@@ -317,8 +317,8 @@ class TaskQueue:
     def cancel(self, task_id: str, *, cascade: bool = True) -> tuple[TaskView, int]:
         """Cancel a waiting or running task. With cascade its dependents are cancelled too; without,
         they are released to run without it. Raises NotFound / InvalidInput (already finished)."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             row = self._row(conn, task_id)
             if row["status"] in FINAL:
                 raise InvalidInput(f"task {task_id} is already {row['status']}")
@@ -335,8 +335,8 @@ class TaskQueue:
         """Re-queue a FAILED / TIMED_OUT / CANCELLED / EXPIRED task with attempts reset to 0.
 
         Raises InvalidInput when it is not in one of those states or one of its parents is dead."""
-        now = self.clock.now()
         with self.db.write() as conn:
+            now = self.clock.now()
             row = self._row(conn, task_id)
             if row["status"] not in ("FAILED", "TIMED_OUT", "CANCELLED", "EXPIRED"):
                 raise InvalidInput(f"only failed, timed-out, cancelled or expired tasks can be retried; {task_id} is "
