@@ -9,7 +9,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from heablcoin_mcp.app import App
-from heablcoin_mcp.core.tasks.queue import TaskView, parse_priority
+from heablcoin_mcp.core.tasks.queue import TaskView
+from heablcoin_mcp.core.tasks.specs import parse_priority
 from heablcoin_mcp.core.tasks.taskflow import Published, Waited
 from heablcoin_mcp.tools._types import READ_ONLY, NameList, Upper
 

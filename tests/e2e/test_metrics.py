@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from heablcoin_mcp.core.clock import SystemClock
 from heablcoin_mcp.core.storage import open_storage
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 from tests.e2e.conftest import SERVER, free_port, server_env, wait_for_port
 
 TOKEN = "test-token-0123456789abcdef"

@@ -14,7 +14,8 @@ import pytest
 
 from heablcoin_mcp.core.clock import SystemClock
 from heablcoin_mcp.core.storage import open_storage
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 from tests.e2e.conftest import SERVER, server_env
 
 pytestmark = pytest.mark.both_engines

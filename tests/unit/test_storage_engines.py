@@ -14,7 +14,8 @@ import pytest
 from heablcoin_mcp.core.storage import MIGRATIONS, IntegrityError, Migration, Storage, open_storage
 from heablcoin_mcp.core.storage.pg_migrations import PG_MIGRATIONS
 from heablcoin_mcp.core.storage.postgres import PostgresDatabase, translate
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 from tests.fakes.clock import ManualClock
 
 pytestmark = pytest.mark.both_engines

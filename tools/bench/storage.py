@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 from heablcoin_mcp.core.clock import SystemClock
 from heablcoin_mcp.core.storage import Database, PostgresDatabase
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 
 URL = os.environ.get("HEABLCOIN_BENCH_DATABASE_URL", "postgresql://127.0.0.1:5432/test")
 PAYLOAD = {"seconds": 0}

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from heablcoin_mcp.core.clock import SystemClock
 from heablcoin_mcp.core.storage import Database, transaction
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 
 PAYLOAD = {"seconds": 0}
 

@@ -1,8 +1,8 @@
 """Moving up: copy the embedded SQLite database into an empty PostgreSQL one, ids kept, then check.
 
 Everything is copied in one PostgreSQL transaction (a failure leaves the target empty). The journal
-is copied as it is (its triggers refuse only updates and deletes); ``task_counts`` is rebuilt by the
-target's own triggers as the tasks arrive, and compared. Identity counters continue after the
+is copied as it is (its triggers refuse only updates and deletes); ``task_counts`` is rebuilt from the
+copied tasks, and compared. Identity counters continue after the
 copied ids.
 """
 
@@ -58,6 +58,8 @@ def copy_database(source: Database, target: PostgresDatabase) -> CopyReport:
                 conn.executemany(insert, [tuple(r) for r in rows])
                 copied += len(rows)
             report.rows[table] = copied
+        conn.execute("INSERT INTO task_counts (status, priority, n) SELECT status, priority, count(*) FROM tasks "
+                     "GROUP BY status, priority")
         for table, column in IDENTITY.items():
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                          f"(SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)")

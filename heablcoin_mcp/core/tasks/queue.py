@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,11 +36,11 @@ from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.storage import Connection, Row, Storage
+from heablcoin_mcp.core.tasks.specs import TaskSpec, check_acyclic, new_task_ids
 from heablcoin_mcp.core.tasks.stats import PRIORITY_NAMES, task_stats
 from heablcoin_mcp.errors import InvalidInput, NotFound
 
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"]
-PRIORITIES = {name: level for level, name in PRIORITY_NAMES.items()}
 # The head of one priority's line, through the claim index (tasks_claimable).
 HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks WHERE status IN ('PENDING', "
                 "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "
@@ -89,30 +89,6 @@ class TaskView(BaseModel):
     worker_id: str | None
 
 
-@dataclass
-class TaskSpec:
-    name: str
-    payload: dict[str, Any]
-    priority: int = 2
-    tags: tuple[str, ...] = ()
-    max_retries: int = 3
-    timeout: float | None = None
-    expires_at: float | None = None
-    depends_on: tuple[str, ...] = ()
-    callback_url: str | None = None
-    key: str | None = None  # a name other specs of the same batch may depend on
-    schedule_id: str | None = None
-
-
-def parse_priority(value: object) -> int:
-    """Raises InvalidInput for anything but 1-4 or LOW / NORMAL / HIGH / URGENT."""
-    if isinstance(value, str) and value.strip().upper() in PRIORITIES:
-        return PRIORITIES[value.strip().upper()]
-    if isinstance(value, int | str) and str(value).strip() in ("1", "2", "3", "4"):
-        return int(value)
-    raise InvalidInput(f"priority must be LOW, NORMAL, HIGH, URGENT or 1-4, got {value!r}")
-
-
 class TaskQueue:
     def __init__(self, db: Storage, clock: Clock, policy: QueuePolicy | None = None,
                  rng: random.Random | None = None) -> None:
@@ -133,39 +109,47 @@ class TaskQueue:
         keys = [spec.key for spec in specs if spec.key]
         if len(set(keys)) != len(keys):
             raise InvalidInput("two tasks of the batch share a key")
-        own = [f"tsk_{secrets.token_urlsafe(12)}" for _ in specs]
+        own = new_task_ids(len(specs), self.clock.now())
         ids = {spec.key: task_id for spec, task_id in zip(specs, own, strict=True) if spec.key}
         for spec in specs:
             if spec.key and spec.key in spec.depends_on:
                 raise InvalidInput(f"task {spec.key} depends on itself")
-        _check_acyclic(specs, ids)
+        check_acyclic(specs, ids)
         with self.db.write() as conn:
             now = self.clock.now()
             last = conn.execute(SEQ_BLOCK, (len(specs),)).fetchone()[0]  # one statement numbers the batch
+            rows, edges, batch = [], [], set(own)  # a parent from this batch is new: waited for
             for seq, (spec, task_id) in enumerate(zip(specs, own, strict=True), start=last - len(specs) + 1):
-                parents = [ids.get(d, d) for d in spec.depends_on]
-                waiting = 0
-                for parent in dict.fromkeys(parents):
-                    row = conn.execute("SELECT status FROM tasks WHERE id = ?", (parent,)).fetchone()
-                    if row is None:
-                        raise NotFound(f"dependency {parent!r} is not a task",
-                                       hint="depends_on takes task ids (or keys of tasks in the same batch).")
-                    if row["status"] in DEAD:
-                        raise InvalidInput(f"dependency {parent} is {row['status']}; this task could never run",
-                                           hint="Retry the parent first (retry_enhanced_task).")
-                    waiting += row["status"] != "COMPLETED"
-                conn.execute(
-                    "INSERT INTO tasks (id, seq, name, payload, priority, tags, status, created_at, updated_at, "
-                    "max_retries, timeout, expires_at, pending_parents, callback_url, schedule_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (task_id, seq, spec.name, json.dumps(spec.payload), spec.priority, json.dumps(list(spec.tags)),
-                     now, now, spec.max_retries, spec.timeout, spec.expires_at, waiting, spec.callback_url,
-                     spec.schedule_id))
-                if parents:
-                    conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
-                                     [(p, task_id) for p in dict.fromkeys(parents)])
+                parents = list(dict.fromkeys(ids.get(d, d) for d in spec.depends_on))
+                waiting = sum(parent in batch or self._parent_waits(conn, parent) for parent in parents)
+                rows.append((task_id, seq, spec.name, json.dumps(spec.payload), spec.priority,
+                             json.dumps(list(spec.tags)) if spec.tags else "[]", now, now, spec.max_retries,
+                             spec.timeout, spec.expires_at, waiting, spec.callback_url, spec.schedule_id))
+                edges += [(parent, task_id) for parent in parents]
+            conn.executemany(
+                "INSERT INTO tasks (id, seq, name, payload, priority, tags, status, created_at, updated_at, "
+                "max_retries, timeout, expires_at, pending_parents, callback_url, schedule_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if edges:
+                conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)", edges)
+            conn.executemany("INSERT INTO task_counts (status, priority, n) VALUES ('PENDING', ?, ?) ON CONFLICT "
+                             "(status, priority) DO UPDATE SET n = task_counts.n + excluded.n",
+                             list(Counter(spec.priority for spec in specs).items()))
             self.db.notify(conn, CHANNEL)
         return own
+
+    @staticmethod
+    def _parent_waits(conn: Connection, parent: str) -> bool:
+        """Whether a new task must wait for this parent. Raises NotFound / InvalidInput for a parent
+        that is no task, or one that can never complete."""
+        row = conn.execute("SELECT status FROM tasks WHERE id = ?", (parent,)).fetchone()
+        if row is None:
+            raise NotFound(f"dependency {parent!r} is not a task",
+                           hint="depends_on takes task ids (or keys of tasks in the same batch).")
+        if row["status"] in DEAD:
+            raise InvalidInput(f"dependency {parent} is {row['status']}; this task could never run",
+                               hint="Retry the parent first (retry_enhanced_task).")
+        return bool(row["status"] != "COMPLETED")
 
     # --- claim and outcomes --------------------------------------------------------------------
 
@@ -411,25 +395,6 @@ def _queue_callback(conn: Connection, row: Row, now: float) -> None:
     conn.execute("INSERT INTO webhook_deliveries (task_id, url, body, status, next_attempt, created_at) "
                  "VALUES (?, ?, ?, 'pending', ?, ?)", (row["id"], row["callback_url"], json.dumps(summary, default=str),
                                                       now, now))
-
-
-def _check_acyclic(specs: list[TaskSpec], ids: dict[str, str]) -> None:
-    """Edges within a batch must not form a cycle (edges to existing tasks cannot: those are older)."""
-    graph = {spec.key: [d for d in spec.depends_on if d in ids] for spec in specs if spec.key}
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        if state.get(node) == 2:
-            return
-        if state.get(node) == 1:
-            raise InvalidInput(f"dependency cycle: {' -> '.join([*path, node])}")
-        state[node] = 1
-        for nxt in graph.get(node, []):
-            visit(nxt, [*path, node])
-        state[node] = 2
-
-    for key in graph:
-        visit(key, [])
 
 
 def _view(row: Row, parents: list[str]) -> TaskView:

@@ -15,7 +15,8 @@ from typing import Any
 
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.storage import Storage
-from heablcoin_mcp.core.tasks.queue import TaskQueue, TaskSpec
+from heablcoin_mcp.core.tasks.queue import TaskQueue
+from heablcoin_mcp.core.tasks.specs import TaskSpec
 from heablcoin_mcp.errors import InvalidInput
 
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 6))

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from heablcoin_mcp.core.clock import Clock
 from heablcoin_mcp.core.tasks.handlers import HandlerRegistry
-from heablcoin_mcp.core.tasks.queue import FINAL, TaskQueue, TaskSpec, TaskView, parse_priority
+from heablcoin_mcp.core.tasks.queue import FINAL, TaskQueue, TaskView
 from heablcoin_mcp.core.tasks.scheduler import Scheduler, parse_schedule
+from heablcoin_mcp.core.tasks.specs import TaskSpec, parse_priority
 from heablcoin_mcp.core.tasks.webhooks import Webhooks
 from heablcoin_mcp.errors import InvalidInput
 
