@@ -291,11 +291,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
-        "task_counts_by_publish",
+        "leaner_task_writes",
         # publish() adds a whole batch to task_counts in one statement per priority (a trigger per
         # inserted row was a third of a durable batch); updates and deletes keep their triggers.
+        # tasks_by_status repeated the first column of tasks_running: one index less to write.
         """
         DROP TRIGGER task_counts_insert;
+        DROP INDEX tasks_by_status;
         """,
     ),
 )

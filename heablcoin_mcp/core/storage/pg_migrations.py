@@ -278,12 +278,14 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
-        "task_counts_by_publish",
+        "leaner_task_writes",
         # publish() adds a whole batch to task_counts in one statement per priority (a trigger per
         # inserted row was a third of a durable batch); updates and deletes keep their triggers.
+        # tasks_by_status repeated the first column of tasks_running: one index less to write.
         """
         DROP TRIGGER task_counts_insert ON tasks;
         CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION task_counts_keep();
+        DROP INDEX tasks_by_status;
         """,
     ),
 )
