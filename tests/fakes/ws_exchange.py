@@ -3,11 +3,12 @@ keeps alive, parses and keeps order books.
 
 Raw streams at ``/stream/ws[/<n>]`` (ccxt's spot URL is ``wss://stream.binance.com:9443/ws``; the
 ``/stream`` prefix keeps ccxt's spot-URL test true): ``SUBSCRIBE`` / ``UNSUBSCRIBE`` answered as
-Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker`` / ``24hrMiniTicker`` and ``depthUpdate`` (U/u update ids)
-events in Binance's shapes. Once a test sets a book, the REST fake serves depth snapshots from it,
-so a snapshot and the updates after it agree. Faults: drop every connection, go silent (pongs
-still answered), skip an update id, send an update that leaves a crossed book (the Binance stream
-has no checksum field: this is its corrupt-book equivalent), refuse the next N connections.
+Binance does, then ``trade`` / ``aggTrade``, ``24hrTicker`` / ``24hrMiniTicker``, ``kline`` and
+``depthUpdate`` (U/u update ids) events in Binance's shapes. Once a test sets a book, the REST fake
+serves depth snapshots from it, so a snapshot and the updates after it agree. Faults: drop every
+connection, go silent (pongs still answered), skip an update id, send an update that leaves a
+crossed book (the Binance stream has no checksum field: this is its corrupt-book equivalent),
+refuse the next N connections.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ class FakeBinanceStreams:
         self._send(f"{market_id.lower()}@miniTicker", {  # what ccxt's watch_ticker subscribes to
             "e": "24hrMiniTicker", "E": now, "s": market_id, "c": f"{last}", "o": f"{last}", "h": f"{last}",
             "l": f"{last}", "v": "1000", "q": f"{1000 * last}"})
+
+    def kline(self, market_id: str, start_ms: int, ohlcv: tuple[float, float, float, float, float]) -> None:
+        """The forming 1m candle (``x`` false): open, high, low, close, volume."""
+        o, h, low, c, v = ohlcv
+        self._send(f"{market_id.lower()}@kline_1m", {
+            "e": "kline", "E": start_ms + 30_000, "s": market_id, "k": {
+                "t": start_ms, "T": start_ms + 59_999, "s": market_id, "i": "1m", "f": 1, "L": 2, "o": f"{o}",
+                "c": f"{c}", "h": f"{h}", "l": f"{low}", "v": f"{v}", "n": 2, "x": False, "q": f"{v * c}",
+                "V": "0", "Q": "0", "B": "0"}})
 
     def set_book(self, market_id: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
         with self._lock:

@@ -88,6 +88,18 @@ async def test_subscribers_share_one_subscription_and_each_gets_every_trade(
     assert fake.subscribed("xrpusdt@trade") == 1
 
 
+async def test_the_candle_stream_carries_the_forming_minute(hub: MarketStreams, fake: FakeBinanceStreams) -> None:
+    async with hub.subscribe("candles", SYMBOL) as candles:
+        await until(lambda: fake.subscribed("xrpusdt@kline_1m") == 1)
+        with anyio.fail_after(15):
+            while True:
+                fake.kline(MARKET, 1_796_000_040_000, (0.5, 0.52, 0.49, 0.51, 1200.0))
+                with anyio.move_on_after(0.3):
+                    rows = await candles.receive()
+                    break
+    assert rows[-1] == [1_796_000_040_000, 0.5, 0.52, 0.49, 0.51, 1200.0]
+
+
 async def test_a_dropped_connection_reconnects_and_subscribes_again(
         hub: MarketStreams, fake: FakeBinanceStreams) -> None:
     async with hub.subscribe("trades", SYMBOL) as trades:

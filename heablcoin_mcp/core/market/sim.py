@@ -149,9 +149,11 @@ class SimMarketData:
         now = self._now_ms()
         ticker = await self.ticker(symbol)
         spec = self._specs[symbol]
-        rng = np.random.default_rng(_seed(self.seed, symbol, "book", now // 1000))
         step = max(spec.price_tick, ticker.last * 0.0001)
-        sizes = spec.volume_per_minute * 0.05 * (1 + np.arange(depth) * 0.15) * rng.lognormal(0, 0.5, (2, depth))
+        # one generator per side: a level's size is the same however deep the book is read
+        draws = [np.random.default_rng(_seed(self.seed, symbol, side, now // 1000)).lognormal(0, 0.5, depth)
+                 for side in ("book-bids", "book-asks")]
+        sizes = spec.volume_per_minute * 0.05 * (1 + np.arange(depth) * 0.15) * np.array(draws)
         assert ticker.bid is not None and ticker.ask is not None
         bids = [(_round_to(ticker.bid - i * step, spec.price_tick), _round_to(float(sizes[0, i]), spec.amount_step))
                 for i in range(depth)]

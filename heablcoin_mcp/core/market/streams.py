@@ -39,7 +39,6 @@ from heablcoin_mcp.errors import ExchangeUnavailable, HeablError
 log = logging.getLogger(__name__)
 
 Kind = Literal["ticker", "trades", "book", "candles"]
-KINDS: tuple[Kind, ...] = ("ticker", "trades", "book", "candles")
 QUIET_TRADES = 5  # a trade stream's silence window, in stale_after units
 
 
@@ -108,10 +107,6 @@ class _Stream:
         self.last_error = reason
 
 
-class StreamsUnavailable(ExchangeUnavailable):
-    pass
-
-
 class MarketStreams:
     def __init__(self, source: StreamSource, clock: Clock, policy: StreamPolicy | None = None,
                  metrics: Metrics | None = None) -> None:
@@ -146,10 +141,10 @@ class MarketStreams:
         """Receive every update of a stream while the block runs. ``symbol`` must be canonical.
 
         Raises:
-            StreamsUnavailable: streams are not running in this process.
+            ExchangeUnavailable: streams are not running in this process.
         """
         if self._group is None:
-            raise StreamsUnavailable("market streams are not running in this process",
+            raise ExchangeUnavailable("market streams are not running in this process",
                                      hint="They run beside the server or the worker; prices are polled meanwhile.")
         key = StreamKey(kind, symbol)
         stream = self._streams.get(key)
