@@ -16,8 +16,8 @@ from typing import Any
 from tests.e2e.conftest import CLIENT_DIR, SERVER, server_env
 
 
-def drive(node: str, home: Path, calls: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = {"command": SERVER[0], "args": SERVER[1:], "env": server_env(home), "calls": calls}
+def drive(node: str, home: Path, calls: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    spec = {"command": SERVER[0], "args": SERVER[1:], "env": server_env(home), "calls": calls, **extra}
     done = subprocess.run([node, str(CLIENT_DIR / "client.mjs")], input=json.dumps(spec), capture_output=True,
                           text=True, timeout=120, cwd=home.parent)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -60,3 +60,19 @@ def test_every_error_and_a_success_reach_the_typescript_client(tmp_path: Path, n
     assert envelope(task)["code"] == "not_found"
     assert envelope(sizing)["code"] == "invalid_input" and "positive" in envelope(sizing)["message"]
     assert envelope(health)["code"] == "invalid_input"
+
+
+def test_streamed_prices_reach_the_typescript_client_as_progress_and_resource_updates(
+        tmp_path: Path, node: str) -> None:
+    ticker = "heablcoin://market/BTC-USDT/ticker"
+    outcome = drive(node, tmp_path / "home", [{"name": "watch_market", "arguments": {"symbols": ["BTC/USDT"],
+                                                                                    "seconds": 3}}],
+                    subscribe=[ticker, "heablcoin://orders/open"], listenSeconds=1)
+    (watched,) = outcome["results"]
+    assert "thrown" not in watched and watched["isError"] is False, watched
+    assert watched["structuredContent"]["streamed"] is True
+    assert watched["structuredContent"]["markets"][0]["updates"] >= 1
+    assert watched["progress"] and all(m.startswith("BTC/USDT ") for m in watched["progress"])
+    assert ticker in outcome["updated"]  # pushed from the stream while subscribed
+    assert json.loads(outcome["read"][ticker])["symbol"] == "BTC/USDT"
+    assert json.loads(outcome["read"]["heablcoin://orders/open"]) == []
