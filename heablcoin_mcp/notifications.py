@@ -45,6 +45,7 @@ from mcp.types import (
 from heablcoin_mcp.core.changes import JOURNAL, OPEN_ORDERS, RISK, ChangeFeed
 from heablcoin_mcp.core.market.streams import MarketStreams
 from heablcoin_mcp.core.redact import Redactor
+from heablcoin_mcp.errors import HeablError
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class Pushes:
             raise MCPError(INVALID_PARAMS, f"no updates are published for {uri}; subscribe to "
                            f"{SCHEME}{JOURNAL}, {SCHEME}{RISK}, {SCHEME}{OPEN_ORDERS}, {SCHEME}portfolio/<account>, "
                            f"{SCHEME}tasks/<id> or {SCHEME}market/<market>/ticker")
+        if TICKER.match(uri) and self.streams is None:
+            raise MCPError(INVALID_PARAMS, f"live streams are off here (HEABLCOIN_STREAMS=false), so {uri} is never "
+                           "pushed; read it when needed, or call watch_market")
         try:
             await self.read(uri)
         except ResourceError as exc:
@@ -171,14 +175,20 @@ class Pushes:
         assert self.streams is not None
         with anyio.CancelScope() as scope:
             task_status.started(scope)
-            async with self.streams.subscribe("ticker", symbol) as updates:
-                changed = False
-                while True:
-                    if not changed:
-                        await updates.receive()
-                    await self.updated(uri)
-                    await anyio.sleep(PUSH_INTERVAL)
-                    changed = _drained(updates) > 0  # what came meanwhile goes out as one push now
+            try:
+                async with self.streams.subscribe("ticker", symbol) as updates:
+                    changed = False
+                    while True:
+                        if not changed:
+                            await updates.receive()
+                        await self.updated(uri)
+                        await anyio.sleep(PUSH_INTERVAL)
+                        changed = _drained(updates) > 0  # what came meanwhile goes out as one push now
+            except (anyio.EndOfStream, HeablError) as exc:  # the streams stopped: taken up again when they run
+                log.debug("ticker pushes for %s paused: %r", uri, exc)
+            finally:
+                if self._tickers.get(uri) is scope:
+                    del self._tickers[uri]
 
     async def _watch(self) -> None:
         while True:
@@ -189,6 +199,7 @@ class Pushes:
                 changed = []
             for path in changed:
                 await self.updated(SCHEME + path)
+            await self._follow_tickers()  # streams that started (or restarted) since a subscription came
             await anyio.sleep(self.interval)
 
     async def updated(self, uri: str) -> None:

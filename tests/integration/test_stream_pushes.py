@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.types import ResourceTemplateReference
 
 from heablcoin_mcp.app import App
@@ -94,3 +94,16 @@ async def test_market_resource_arguments_complete_in_uri_form(app: App) -> None:
         ref = ResourceTemplateReference(type="ref/resource", uri="heablcoin://market/{market}/ticker")
         found: Any = await client.complete(ref, {"name": "market", "value": "btc"})
     assert "BTC-USDT" in found.completion.values
+
+
+async def test_with_streams_off_a_ticker_subscription_is_refused_and_watch_market_polls(tmp_path: Path) -> None:
+    app = App(Settings(_env_file=None, home=tmp_path / "home", exchange="sim", streams=False))  # type: ignore[call-arg]
+    assert app.streams is None
+    async with legacy(app, Inbox()) as client:
+        with pytest.raises(MCPError) as refused:
+            await subscribe(client, TICKER)
+        report = data(await client.call_tool("watch_market", {"symbols": ["BTC/USDT"], "seconds": 2}))
+        health = data(await client.call_tool("get_system_health", {}))
+    assert refused.value.error.code == -32602 and "HEABLCOIN_STREAMS=false" in refused.value.error.message
+    assert report["streamed"] is False and report["markets"][0]["updates"] >= 1
+    assert "streams" not in [c["name"] for c in health["components"]]

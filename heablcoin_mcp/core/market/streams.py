@@ -131,6 +131,9 @@ class MarketStreams:
                 await anyio.sleep_forever()
         finally:
             self._group = None
+            for stream in self._streams.values():  # every subscriber sees the end instead of waiting forever
+                for send in stream.subscribers:
+                    send.close()
             self._streams.clear()
             with anyio.CancelScope(shield=True):
                 await self.source.close()
