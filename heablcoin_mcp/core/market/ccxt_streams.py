@@ -93,8 +93,7 @@ class CcxtStreams:
         """Close the connections carrying this symbol's streams; the next watch opens a new one."""
         exchange = self._exchange()
         for client in list(exchange.clients.values()):
-            hashes = [str(h).lower() for h in (*client.futures, *client.subscriptions)]
-            if any(key.symbol.lower() in h and HASH_WORDS[key.kind] in h for h in hashes):
+            if _naming(key, (*client.futures, *client.subscriptions)):
                 await client.close(1000)
                 exchange.clients.pop(client.url, None)
                 log.info("closed %s for a silent %s stream of %s", client.url, key.kind, key.symbol)
@@ -105,7 +104,7 @@ class CcxtStreams:
         self._nonces.pop(key.symbol, None)
         exchange.orderbooks.pop(key.symbol, None)
         for client in exchange.clients.values():
-            for name in [h for h in client.subscriptions if key.symbol in str(h) and "book" in str(h).lower()]:
+            for name in _naming(key, client.subscriptions):
                 del client.subscriptions[name]
 
     async def stop(self, key: StreamKey) -> None:
@@ -120,3 +119,9 @@ class CcxtStreams:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+
+def _naming(key: StreamKey, hashes: Any) -> list[Any]:
+    """The ccxt message / subscription hashes that name this stream's symbol and kind."""
+    symbol, word = key.symbol.lower(), HASH_WORDS[key.kind]
+    return [h for h in hashes if symbol in str(h).lower() and word in str(h).lower()]
