@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,6 +97,20 @@ class TaskQueue:
         self.clock = clock
         self.policy = policy or QueuePolicy()
         self.rng = rng or random.Random()
+        self._watchers: set[Callable[[], None]] = set()
+
+    def watch(self, watcher: Callable[[], None]) -> Callable[[], None]:
+        """Call ``watcher`` after each write this queue commits in this process (a waiter wakes on it
+        instead of polling); returns the function that stops it."""
+        self._watchers.add(watcher)
+        return lambda: self._watchers.discard(watcher)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.db.write() as conn:
+            yield conn
+        for watcher in list(self._watchers):
+            watcher()
 
     # --- publish -------------------------------------------------------------------------------
 
@@ -115,7 +130,7 @@ class TaskQueue:
             if spec.key and spec.key in spec.depends_on:
                 raise InvalidInput(f"task {spec.key} depends on itself")
         check_acyclic(specs, ids)
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             last = conn.execute(SEQ_BLOCK, (len(specs),)).fetchone()[0]  # one statement numbers the batch
             rows, edges, batch = [], [], set(own)  # a parent from this batch is new: waited for
@@ -155,7 +170,7 @@ class TaskQueue:
 
     def claim(self, worker_id: str) -> TaskView | None:
         """The best runnable task, now RUNNING under this worker's lease; None when there is none."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()  # under the write lock, as everywhere here: stamps follow the commit order
             best = self._best_runnable(conn, now)
             if best is None:
@@ -181,7 +196,7 @@ class TaskQueue:
 
     def renew(self, task_id: str, worker_id: str) -> bool:
         """Extend the lease; False if the task is no longer ours (reaped or cancelled)."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             changed = conn.execute("UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'RUNNING' AND "
                                    "worker_id = ?", (now + self.policy.lease_seconds, task_id, worker_id)).rowcount
@@ -192,7 +207,7 @@ class TaskQueue:
         text = json.dumps(result, default=str)
         if len(text) > MAX_RESULT_CHARS:
             text = json.dumps({"truncated": True, "preview": text[:2000]})
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             done = conn.execute("UPDATE tasks SET status = 'COMPLETED', result = ?, error = NULL, completed_at = ?,"
                                 " updated_at = ?, lease_until = NULL WHERE id = ? AND status = 'RUNNING' AND "
@@ -208,7 +223,7 @@ class TaskQueue:
 
     def fail(self, task_id: str, worker_id: str | None, error: str, *, timed_out: bool = False) -> Status | None:
         """A run failed (or timed out, or its worker died): retry with backoff while attempts remain."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None or row["status"] != "RUNNING" or (worker_id and row["worker_id"] != worker_id):
@@ -230,7 +245,7 @@ class TaskQueue:
 
     def reschedule(self, task_id: str, worker_id: str, after: float, note: str) -> bool:
         """Run again later without counting an attempt (a price alert that has not fired yet)."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             changed = conn.execute(
                 "UPDATE tasks SET status = 'PENDING', attempts = attempts - 1, run_after = ?, result = ?, "
@@ -241,7 +256,7 @@ class TaskQueue:
     def wake(self, task_id: str, reason: dict[str, Any]) -> bool:
         """Run a waiting task now, keeping ``reason`` as its result for the handler to read (a price
         alert whose level a streamed trade crossed). False when it is not waiting any more."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             changed = conn.execute("UPDATE tasks SET run_after = ?, result = ?, updated_at = ? WHERE id = ? AND "
                                    "status = 'PENDING' AND run_after > ?",
@@ -268,7 +283,7 @@ class TaskQueue:
 
     def reap(self) -> int:
         """Tasks whose worker stopped renewing its lease (it died) go back to PENDING or FAIL."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             rows = conn.execute("SELECT * FROM tasks WHERE status = 'RUNNING' AND lease_until < ?", (now,)).fetchall()
             for row in rows:
@@ -277,7 +292,7 @@ class TaskQueue:
 
     def expire(self) -> int:
         """Waiting tasks past their expiry become EXPIRED (cascading to their dependents)."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             rows = conn.execute("SELECT id FROM tasks WHERE status IN ('PENDING', 'TIMED_OUT') AND expires_at IS NOT "
                                 "NULL AND expires_at <= ?", (now,)).fetchall()
@@ -291,7 +306,7 @@ class TaskQueue:
         """Expire what is due, then delete finished tasks older than the retention window."""
         expired = self.expire()
         cutoff = self.clock.now() - self.policy.retention_seconds
-        with self.db.write() as conn:
+        with self._write() as conn:
             deleted = conn.execute(f"DELETE FROM tasks WHERE status IN {FINAL} AND completed_at < ?",
                                    (cutoff,)).rowcount
         return expired, deleted
@@ -301,7 +316,7 @@ class TaskQueue:
     def cancel(self, task_id: str, *, cascade: bool = True) -> tuple[TaskView, int]:
         """Cancel a waiting or running task. With cascade its dependents are cancelled too; without,
         they are released to run without it. Raises NotFound / InvalidInput (already finished)."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             row = self._row(conn, task_id)
             if row["status"] in FINAL:
@@ -319,7 +334,7 @@ class TaskQueue:
         """Re-queue a FAILED / TIMED_OUT / CANCELLED / EXPIRED task with attempts reset to 0.
 
         Raises InvalidInput when it is not in one of those states or one of its parents is dead."""
-        with self.db.write() as conn:
+        with self._write() as conn:
             now = self.clock.now()
             row = self._row(conn, task_id)
             if row["status"] not in ("FAILED", "TIMED_OUT", "CANCELLED", "EXPIRED"):

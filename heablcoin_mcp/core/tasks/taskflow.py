@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,9 +38,11 @@ class Waited(BaseModel):
 
 class TaskService:
     def __init__(self, queue: TaskQueue, handlers: HandlerRegistry, scheduler: Scheduler, webhooks: Webhooks,
-                 clock: Clock) -> None:
+                 clock: Clock, *, look_interval: float = 0.5) -> None:
+        """``look_interval``: seconds between looks at a waited task, for changes made by other processes."""
         self.queue, self.handlers, self.scheduler, self.webhooks, self.clock = (queue, handlers, scheduler,
                                                                                 webhooks, clock)
+        self.look_interval = look_interval
 
     def spec(self, name: str, payload: object, *, priority: object = "NORMAL", timeout: float | None = None,
              expires_in: float | None = None, depends_on: list[str] | None = None, max_retries: int = 3,
@@ -98,20 +101,34 @@ class TaskService:
 
     async def wait(self, task_id: str, timeout: float,
                    progress: Callable[[float, str], Awaitable[None]] | None = None) -> Waited:
-        """Poll until the task finishes or ``timeout`` passes; never blocks the event loop."""
+        """Wait until the task finishes or ``timeout`` passes; never blocks the event loop. A write of
+        the queue in this process wakes the wait at once; another process's is seen at the next look."""
         if not 0 < timeout <= 600:
             raise InvalidInput("timeout must be between 0 and 600 seconds")
         started = anyio.current_time()  # real waiting: the worker runs in real time too
         last_status = ""
-        while True:
-            task = self.queue.get(task_id)
-            waited = anyio.current_time() - started
-            if task.status != last_status and progress is not None:
-                await progress(min(waited, timeout), f"{task.status} (attempt {task.attempts})")
-                last_status = task.status
-            if task.status in FINAL or waited >= timeout:
-                return Waited(task=task, finished=task.status in FINAL, waited_seconds=round(waited, 3))
-            await anyio.sleep(min(0.2, max(0.01, timeout - waited)))
+        woken = [anyio.Event()]
+        loop_thread = threading.get_ident()
+
+        def wake() -> None:
+            if threading.get_ident() == loop_thread:  # an Event is set only from its own loop's thread
+                woken[0].set()
+
+        stop = self.queue.watch(wake)
+        try:
+            while True:
+                task = self.queue.get(task_id)
+                waited = anyio.current_time() - started
+                if task.status != last_status and progress is not None:
+                    await progress(min(waited, timeout), f"{task.status} (attempt {task.attempts})")
+                    last_status = task.status
+                if task.status in FINAL or waited >= timeout:
+                    return Waited(task=task, finished=task.status in FINAL, waited_seconds=round(waited, 3))
+                with anyio.move_on_after(min(self.look_interval, max(0.01, timeout - waited))):
+                    await woken[0].wait()
+                woken[0] = anyio.Event()
+        finally:
+            stop()
 
     def handler_names(self) -> list[dict[str, Any]]:
         return [{"name": n, "description": self.handlers.get(n).description} for n in self.handlers.names()]

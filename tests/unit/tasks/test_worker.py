@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from heablcoin_mcp.app import App
@@ -47,6 +48,27 @@ async def test_a_handler_runs_and_its_result_is_kept(app: App) -> None:
     assert await run_all(app) == 1
     task = app.queue.get(published.task.id)
     assert task.status == "COMPLETED" and task.attempts == 1 and len(task.result["rows"]) == 3
+
+
+async def test_a_waiter_wakes_on_the_write_that_finishes_its_task_not_on_a_poll(app: App) -> None:
+    app.tasks.look_interval = 3600.0  # no second look within the test: only the queue's own signal can end it
+    published = app.tasks.publish(app.tasks.spec("system.sleep", {"seconds": 0}))
+    seen: list[str] = []
+
+    async def progress(done: float, message: str) -> None:
+        seen.append(message.split()[0])
+
+    async def waiter() -> None:
+        waited = await app.tasks.wait(published.task.id, 600, progress)
+        assert waited.finished and waited.task.status == "COMPLETED"
+
+    with anyio.fail_after(10):  # without the signal the waiter would sleep its hour
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.05)
+            await run_all(app)
+    assert seen[0] == "PENDING" and seen[-1] == "COMPLETED"
+    assert not app.queue._watchers  # the wait stopped watching
 
 
 async def test_a_run_past_its_timeout_is_cancelled_then_retried_then_failed(app: App, clock: ManualClock) -> None:
