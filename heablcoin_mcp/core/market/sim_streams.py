@@ -34,15 +34,13 @@ class SimStreams:
             await anyio.sleep(self.interval)
             now = int(self.clock.now() * 1000)
             sent = self._until.setdefault(key, now)
-            if now <= sent and key.kind != "trades":
+            if now <= sent:
                 continue  # a clock that has not moved has nothing new
-            if key.kind == "trades":
-                trades = self.market.tape(key.symbol, sent, now)
-                self._until[key] = now
-                if trades:
-                    return trades
-                continue
             self._until[key] = now
+            if key.kind == "trades":
+                if trades := self.market.tape(key.symbol, sent, now):
+                    return trades
+                continue  # no trade printed in this interval
             if key.kind == "ticker":
                 return await self.market.ticker(key.symbol)
             if key.kind == "candles":

@@ -72,7 +72,7 @@ async def watch(market: MarketService, symbols: list[str], seconds: float, on_pr
             async with streams.subscribe("ticker", symbol) as updates:
                 async for ticker in updates:
                     await seen(ticker)
-        while True:
+        while True:  # no streams here, or they stopped meanwhile: a ticker a second
             await seen(await market.ticker(symbol))
             await anyio.sleep(PUSH_INTERVAL)
 

@@ -28,6 +28,8 @@ Found = tuple[Decimal, float, str]  # fill price, when the market traded (s), ma
 # An order is `new` only between its journaled intent and the fill or the exchange's answer; one
 # older than this was left by a process that died (exchange calls time out well before it).
 STALE_NEW_SECONDS = 120.0
+OPEN_PAPER = (f"FROM orders o JOIN accounts a ON a.name = o.account WHERE a.mode = 'paper' "
+              f"AND o.status IN {OPEN_STATUSES}")  # the resting paper orders
 
 
 class Matcher:
@@ -57,9 +59,7 @@ class Matcher:
     async def follow_trades(self, streams: MarketStreams, refresh: float) -> None:
         """Fill resting paper orders from the trade stream of every symbol that has one."""
         async def symbols() -> set[str]:
-            return {row[0] for row in self.db.conn.execute(
-                f"SELECT DISTINCT o.symbol FROM orders o JOIN accounts a ON a.name = o.account "
-                f"WHERE a.mode = 'paper' AND o.status IN {OPEN_STATUSES}")}
+            return {row[0] for row in self.db.conn.execute(f"SELECT DISTINCT o.symbol {OPEN_PAPER}")}
 
         async def handle(symbol: str, trades: list[Trade]) -> None:
             await self.fill_from_trades(symbol, trades)
@@ -132,9 +132,8 @@ class Matcher:
     async def fill_from_trades(self, symbol: str, trades: list[Trade]) -> int:
         """Check the open paper orders of a symbol against streamed trades: each trade is a bar whose
         open, high and low are its price, and only trades printed after an order was placed count."""
-        rows = self.db.conn.execute(
-            f"SELECT o.* FROM orders o JOIN accounts a ON a.name = o.account WHERE a.mode = 'paper' "
-            f"AND o.symbol = ? AND o.status IN {OPEN_STATUSES} ORDER BY o.created_at", (symbol,)).fetchall()
+        rows = self.db.conn.execute(f"SELECT o.* {OPEN_PAPER} AND o.symbol = ? ORDER BY o.created_at",
+                                    (symbol,)).fetchall()
         fills = 0
         for row in rows:
             placed_ms = row["created_at"] * 1000
