@@ -18,12 +18,13 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.exchange import FakeBinance
+from tests.fakes.exchange import FakeBinance, running_fake_binance
 
 
 class FakeBinanceStreams:
@@ -218,3 +219,14 @@ class FakeBinanceStreams:
     def _call(self, coroutine: Any) -> None:
         with contextlib.suppress(ConnectionResetError):  # the client went away meanwhile
             asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+
+@contextmanager
+def running_fake_streams() -> Iterator[FakeBinanceStreams]:
+    """The websocket fake and the REST fake it serves snapshots and markets through, both stopped after."""
+    with running_fake_binance() as rest:
+        streams = FakeBinanceStreams(rest).start()
+        try:
+            yield streams
+        finally:
+            streams.stop()

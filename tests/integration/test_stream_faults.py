@@ -13,8 +13,7 @@ from heablcoin_mcp.core.clock import SystemClock
 from heablcoin_mcp.core.market.ccxt_streams import CcxtStreams
 from heablcoin_mcp.core.market.orderbook import BookView
 from heablcoin_mcp.core.market.streams import MarketStreams, StreamPolicy
-from tests.fakes.exchange import FakeBinance
-from tests.fakes.ws_exchange import FakeBinanceStreams
+from tests.fakes.ws_exchange import FakeBinanceStreams, running_fake_streams
 
 pytestmark = pytest.mark.anyio
 SYMBOL, MARKET = "XRP/USDT", "XRPUSDT"
@@ -23,14 +22,9 @@ FAST = StreamPolicy(stale_after=2.0, initial_delay=0.05, max_delay=0.4, long_aft
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinanceStreams]:
-    rest = FakeBinance().start()
-    streams = FakeBinanceStreams(rest).start()
-    streams.set_book(MARKET, [(0.50, 10.0), (0.49, 5.0), (0.48, 2.0)], [(0.51, 7.0), (0.52, 3.0), (0.53, 1.0)])
-    try:
+    with running_fake_streams() as streams:
+        streams.set_book(MARKET, [(0.50, 10.0), (0.49, 5.0), (0.48, 2.0)], [(0.51, 7.0), (0.52, 3.0), (0.53, 1.0)])
         yield streams
-    finally:
-        streams.stop()
-        rest.stop()
 
 
 @pytest.fixture
@@ -54,21 +48,21 @@ def figures(hub: MarketStreams, kind: str) -> dict[str, Any]:
     return {k.removeprefix(prefix): v for k, v in hub.health().metrics.items() if k.startswith(prefix)}
 
 
-async def next_trade_price(updates: Any, fake: FakeBinanceStreams, price: float) -> float:
-    """Publish trades at ``price`` until one arrives (a new connection may still be subscribing)."""
+async def published_until_received(updates: Any, publish: Any) -> Any:
+    """Publish until an update arrives (a new connection may still be subscribing); that update."""
     with anyio.fail_after(15):
         while True:
-            fake.trade(MARKET, price, 1.0)
+            publish()
             with anyio.move_on_after(0.3):
-                return float((await updates.receive())[-1].price)
+                return await updates.receive()
+
+
+async def next_trade_price(updates: Any, fake: FakeBinanceStreams, price: float) -> float:
+    return float((await published_until_received(updates, lambda: fake.trade(MARKET, price, 1.0)))[-1].price)
 
 
 async def next_ticker(updates: Any, fake: FakeBinanceStreams, last: float) -> float:
-    with anyio.fail_after(15):
-        while True:
-            fake.ticker(MARKET, last)
-            with anyio.move_on_after(0.3):
-                return float((await updates.receive()).last)
+    return float((await published_until_received(updates, lambda: fake.ticker(MARKET, last))).last)
 
 
 def test_the_backoff_doubles_then_waits_long_after_five_failures() -> None:
@@ -91,12 +85,8 @@ async def test_subscribers_share_one_subscription_and_each_gets_every_trade(
 async def test_the_candle_stream_carries_the_forming_minute(hub: MarketStreams, fake: FakeBinanceStreams) -> None:
     async with hub.subscribe("candles", SYMBOL) as candles:
         await until(lambda: fake.subscribed("xrpusdt@kline_1m") == 1)
-        with anyio.fail_after(15):
-            while True:
-                fake.kline(MARKET, 1_796_000_040_000, (0.5, 0.52, 0.49, 0.51, 1200.0))
-                with anyio.move_on_after(0.3):
-                    rows = await candles.receive()
-                    break
+        rows = await published_until_received(
+            candles, lambda: fake.kline(MARKET, 1_796_000_040_000, (0.5, 0.52, 0.49, 0.51, 1200.0)))
     assert rows[-1] == [1_796_000_040_000, 0.5, 0.52, 0.49, 0.51, 1200.0]
 
 

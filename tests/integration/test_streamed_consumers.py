@@ -16,8 +16,7 @@ from heablcoin_mcp.config import Settings
 from heablcoin_mcp.core.market.ccxt_source import CcxtMarketData, RetryPolicy
 from heablcoin_mcp.core.market.ccxt_streams import CcxtStreams
 from heablcoin_mcp.server import build_server
-from tests.fakes.exchange import FakeBinance
-from tests.fakes.ws_exchange import FakeBinanceStreams
+from tests.fakes.ws_exchange import FakeBinanceStreams, running_fake_streams
 from tests.integration.test_stream_faults import MARKET, until
 from tests.integration.test_trading_tools import answering, data
 
@@ -26,13 +25,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.both_engines]
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinanceStreams]:
-    rest = FakeBinance().start()
-    streams = FakeBinanceStreams(rest).start()
-    try:
+    with running_fake_streams() as streams:
         yield streams
-    finally:
-        streams.stop()
-        rest.stop()
 
 
 @pytest.fixture
