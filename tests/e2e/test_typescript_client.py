@@ -65,10 +65,12 @@ def test_every_error_and_a_success_reach_the_typescript_client(tmp_path: Path, n
 def test_streamed_prices_reach_the_typescript_client_as_progress_and_resource_updates(
         tmp_path: Path, node: str) -> None:
     ticker = "heablcoin://market/BTC-USDT/ticker"
-    outcome = drive(node, tmp_path / "home", [{"name": "watch_market", "arguments": {"symbols": ["BTC/USDT"],
-                                                                                    "seconds": 3}}],
-                    subscribe=[ticker, "heablcoin://orders/open"], listenSeconds=1)
-    (watched,) = outcome["results"]
+    outcome = drive(node, tmp_path / "home", [
+        {"name": "watch_market", "arguments": {"symbols": ["BTC/USDT"], "seconds": 3}},
+        {"name": "watch_market", "arguments": {"symbols": ["NOPE/USDT"], "seconds": 1}},
+    ], subscribe=[ticker, "heablcoin://orders/open"], listenSeconds=1)
+    watched, unknown = outcome["results"]
+    assert envelope(unknown)["code"] == "not_found"  # a bad watch reaches the client as a readable error
     assert "thrown" not in watched and watched["isError"] is False, watched
     assert watched["structuredContent"]["streamed"] is True
     assert watched["structuredContent"]["markets"][0]["updates"] >= 1
