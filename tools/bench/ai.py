@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -46,6 +48,18 @@ def _median(fn: object, runs: int) -> float:
     return statistics.median(samples)
 
 
+def _selection_after_a_call(manager: ApiManager) -> Callable[[], object]:
+    """As in use: every selection follows a call, so one endpoint's health has changed."""
+    healths = [manager.health(e) for e in manager.endpoints()]
+    turn = itertools.count()
+
+    def select() -> object:
+        healths[next(turn) % len(healths)].record(True, 0.5)
+        return manager.candidates("priority", 100)
+
+    return select
+
+
 def selection_rows(runs: int) -> list[tuple[str, float, str, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as home:
@@ -60,12 +74,15 @@ def selection_rows(runs: int) -> list[tuple[str, float, str, float]]:
                     for endpoint in endpoints:
                         health = manager.health(endpoint)
                         for i in range(calls):
-                            health.results.record(health.now(), i % 7 != 0, 0.2 + (i % 50) / 10)
+                            health.record(i % 7 != 0, 0.2 + (i % 50) / 10)
+                label = "empty window" if window == "empty" else f"{calls:,} calls each in the window"
                 for strategy in ("priority", "round_robin", "least_latency", "random"):
                     took = _median(lambda m=manager, s=strategy: m.candidates(s, 100), runs * 20)
-                    label = "empty window" if window == "empty" else f"{calls:,} calls each in the window"
                     rows.append((f"select {strategy}, {count} endpoints, {label}", took,
                                  "plain sort by priority", reference))
+                took = _median(_selection_after_a_call(manager), runs * 20)
+                rows.append((f"select priority after a call, {count} endpoints, {label}", took,
+                             "plain sort by priority", reference))
     return rows
 
 

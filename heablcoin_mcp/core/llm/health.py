@@ -24,6 +24,7 @@ wall clock (``now``), which every host agrees on; per-process state by the monot
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,10 @@ class RollingWindow:
             self.errors -= int(errors)
             self.slow -= int(slow)
 
+    def next_change(self) -> float:
+        """When the oldest results age out (infinity with none)."""
+        return self._buckets[0][0] + self.width + self.seconds if self._buckets else math.inf
+
     def degraded(self, now: float, min_samples: int, error_rate: float) -> bool:
         self._expire(now)
         if self.calls < min_samples:
@@ -139,6 +144,7 @@ class EndpointHealth:
     rate_limited_until: float | None = None
     reason: str = "no calls yet"
     results: RollingWindow = field(init=False)
+    version: int = field(default=0, init=False)  # bumped by everything that records
 
     def __post_init__(self) -> None:
         self.results = RollingWindow(self.policy.window, self.policy.degraded_latency)
@@ -150,23 +156,28 @@ class EndpointHealth:
     def _probing_at(self, now: float) -> bool:
         return self.probe_started is not None and now < self.probe_started + self.policy.probe_lease
 
-    def selection(self, tokens: int) -> tuple[bool, bool]:
-        """(``usable(tokens)``, tried after the healthy ones: DEGRADED) with one reading of the clock
-        and nothing changed — selection runs for every endpoint on every call. A FAILED endpoint due
-        its half-open probe is not tried last: it keeps its place, so a recovered first choice is
-        found again."""
-        now = self.now()
-        if not self._usable_at(now, tokens):
-            return False, False
-        return True, self.open_until is None and self.results.degraded(now, self.policy.min_samples,
-                                                                       self.policy.degraded_error_rate)
+    def selection(self, tokens: int, now: float) -> tuple[bool, bool, float]:
+        """(``usable(tokens)``, tried after the healthy ones: DEGRADED, until when both answers hold
+        if nothing is recorded meanwhile), changing nothing. A FAILED endpoint due its half-open
+        probe is not tried last: it keeps its place, so a recovered first choice is found again.
 
-    def _usable_at(self, now: float, tokens: int) -> bool:
+        ``until`` is when time alone may change the answer: a cooldown, a probe lease or a 429 wait
+        ends, a budget refills, or the window's oldest results age out. Anything recorded bumps
+        ``version``, so the manager can keep answers and re-read only what changed."""
         if self.open_until is not None:
-            return now >= self.open_until and not self._probing_at(now)
+            if now < self.open_until:
+                return False, False, self.open_until
+            if self._probing_at(now):
+                return False, False, self.probe_started + self.policy.probe_lease  # type: ignore[operator]
+            return True, False, math.inf
         if self.rate_limited_until is not None and now < self.rate_limited_until:
-            return False
-        return self.requests.level_at(now) >= 1 and (self.tokens is None or self.tokens.level_at(now) >= tokens)
+            return False, False, self.rate_limited_until
+        for bucket, wanted in ((self.requests, 1.0), (self.tokens, float(tokens))):
+            if bucket is not None and (level := bucket.level_at(now)) < wanted:
+                refilled = now + (wanted - level) * 60.0 / bucket.capacity if wanted <= bucket.capacity else math.inf
+                return False, False, refilled
+        degraded = self.results.degraded(now, self.policy.min_samples, self.policy.degraded_error_rate)
+        return True, degraded, self.results.next_change()
 
     def dump(self) -> dict[str, str]:
         """The shared fields as text (a Redis hash); the window stays in this process."""
@@ -181,6 +192,7 @@ class EndpointHealth:
     def load(self, fields: Mapping[str, str]) -> None:
         """Take the shared fields another process stored; none stored (never called, or reset) is a
         fresh state: circuit closed, budgets full."""
+        self.version += 1
         if not fields:
             self.consecutive_faults = self.trips = 0
             self.open_until = self.probe_started = self.rate_limited_until = None
@@ -216,7 +228,7 @@ class EndpointHealth:
 
     def usable(self, tokens: int) -> bool:
         """May a call go out now? (A FAILED endpoint past its cooldown lets one probe through.)"""
-        return self._usable_at(self.now(), tokens)
+        return self.selection(tokens, self.now())[0]
 
     def ready_in(self, tokens: int) -> float:
         """Seconds until usable again (0 if now)."""
@@ -232,6 +244,7 @@ class EndpointHealth:
         return max(0.0, max(waits))
 
     def started(self) -> None:
+        self.version += 1
         if self.open_until is not None:
             self.probe_started = self.now()
         self.requests.take()
@@ -244,7 +257,7 @@ class EndpointHealth:
         return True
 
     def succeeded(self, latency: float, tokens_used: int) -> None:
-        self._record(True, latency)
+        self.record(True, latency)
         if self.tokens is not None:
             self.tokens.take(tokens_used)
         self.consecutive_faults, self.open_until, self.probe_started = 0, None, None
@@ -255,7 +268,7 @@ class EndpointHealth:
             self.reason = "healthy"
 
     def faulted(self, kind: str, reason: str, latency: float, retry_after: float | None) -> None:
-        self._record(False, latency)
+        self.record(False, latency)
         now = self.now()
         self.consecutive_faults += 1
         if kind == "rate_limited":
@@ -272,5 +285,7 @@ class EndpointHealth:
         elif kind != "rate_limited":
             self.reason = f"last call failed: {reason}"
 
-    def _record(self, ok: bool, latency: float) -> None:
+    def record(self, ok: bool, latency: float) -> None:
+        """A result into the window (``succeeded`` and ``faulted`` do this and more)."""
+        self.version += 1
         self.results.record(self.now(), ok, latency)

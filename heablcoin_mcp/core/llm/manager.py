@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 LATENCY_SAMPLES = 200
+UNASKED = (-1, False, False, -math.inf)  # no health version is -1: asked again at once
 
 
 class Attempt(BaseModel):
@@ -108,6 +110,20 @@ class _Counters:
         return self.latency_total / len(self.latencies) if self.latencies else -1.0  # untried first
 
 
+@dataclass
+class _Routes:
+    """What selection keeps between calls (see ``ApiManager._usable``)."""
+
+    endpoints: list[ApiEndpoint]  # the store's list these were built from
+    entries: list[tuple[ApiEndpoint, EndpointHealth]]
+    answers: list[tuple[int, bool, bool, float]] = field(default_factory=list)  # version, usable, later, until
+    tokens: int = -1
+    versions: list[int] = field(default_factory=list)
+    until: float = -math.inf
+    pool: list[ApiEndpoint] = field(default_factory=list)
+    later: frozenset[str] = frozenset()
+
+
 class ApiManager:
     def __init__(self, store: EndpointStore, clock: Clock, environ: Mapping[str, str], *,
                  policy: HealthPolicy | None = None, deadline: float = 60.0, redactor: Redactor | None = None,
@@ -128,6 +144,7 @@ class ApiManager:
         self._client: Any = None
         self._endpoints: list[ApiEndpoint] = []
         self._version = -1
+        self._routing: _Routes | None = None
 
     # --- endpoints and their state -------------------------------------------------------------
 
@@ -170,29 +187,59 @@ class ApiManager:
         """Usable endpoints in the order the strategy would try them."""
         if strategy not in STRATEGIES:
             raise InvalidInput(f"unknown strategy {strategy!r}", hint=f"Use one of: {', '.join(STRATEGIES)}.")
-        pool: list[ApiEndpoint] = []
-        after: dict[str, bool] = {}  # DEGRADED: tried after the rest
-        for e in self.endpoints():
-            if not e.enabled or e.name in skip or (only is not None and e.name != only) or not self.key_set(e):
-                continue
-            usable, later = self.health(e).selection(tokens)
-            if usable:
-                pool.append(e)
-                after[e.name] = later
-        if strategy == "priority":
-            ordered = sorted(pool, key=lambda e: (e.priority, e.name))
-        elif strategy == "round_robin":
-            ordered = sorted(pool, key=lambda e: (e.priority, e.name))
-            if ordered:
-                shift = self._rotation % len(ordered)
-                ordered = ordered[shift:] + ordered[:shift]
-        elif strategy == "least_latency":
-            ordered = sorted(pool, key=lambda e: (self.counters(e.name).mean_latency(), e.priority, e.name))
-        else:
-            ordered = self._weighted_shuffle(pool)
+        pool, later = self._usable(tokens)
+        if only is not None or skip:
+            pool = [e for e in pool if e.name not in skip and (only is None or e.name == only)]
+        if strategy == "round_robin" and pool:
+            shift = self._rotation % len(pool)
+            pool = pool[shift:] + pool[:shift]
+        elif strategy == "least_latency":  # stable: (priority, name) among equal latencies
+            pool = sorted(pool, key=lambda e: self.counters(e.name).mean_latency())
+        elif strategy == "random":
+            pool = self._weighted_shuffle(pool)
         # DEGRADED after the rest; a FAILED endpoint due its half-open probe keeps its place, so a
         # recovered first choice is found again. The strategy's order holds within each group.
-        return sorted(ordered, key=lambda e: after[e.name])
+        if not later:
+            return list(pool)
+        return [e for e in pool if e.name not in later] + [e for e in pool if e.name in later]
+
+    def _usable(self, tokens: int) -> tuple[list[ApiEndpoint], frozenset[str]]:
+        """The usable endpoints in (priority, name) order and the DEGRADED ones among them.
+
+        Selection runs for every endpoint on every call, so answers are kept: an endpoint's health
+        is asked again only when something was recorded on it (its version moved) or its answer's
+        time ran out (see ``EndpointHealth.selection``). Shared health is read from the store first,
+        since another process may have changed it."""
+        routes = self._routes()
+        if self.shared.shared:
+            for e, h in routes.entries:
+                self.shared.read(e.name, h)
+        now = self._now()
+        versions = [h.version for _, h in routes.entries]
+        if routes.tokens == tokens and now < routes.until and versions == routes.versions:
+            return routes.pool, routes.later
+        if routes.tokens != tokens:
+            routes.answers = [UNASKED] * len(routes.entries)
+        for i, (_, h) in enumerate(routes.entries):
+            version, _, _, until = routes.answers[i]
+            if version != versions[i] or now >= until:
+                routes.answers[i] = (versions[i], *h.selection(tokens, now))
+        usable = [(e, later) for (e, _), (_, ok, later, _) in zip(routes.entries, routes.answers, strict=True) if ok]
+        routes.pool = [e for e, _ in usable]
+        routes.later = frozenset(e.name for e, later in usable if later)
+        routes.until = min((until for *_, until in routes.answers), default=math.inf)
+        routes.tokens, routes.versions = tokens, versions
+        return routes.pool, routes.later
+
+    def _routes(self) -> _Routes:
+        """The endpoints that may be selected at all (enabled, key variable set) in (priority, name)
+        order, built again when the endpoints change (keys are looked up then)."""
+        endpoints = self.endpoints()
+        if self._routing is None or self._routing.endpoints is not endpoints:
+            routable = sorted((e for e in endpoints if e.enabled and self.key_set(e)),
+                              key=lambda e: (e.priority, e.name))
+            self._routing = _Routes(endpoints, [(e, self.health(e)) for e in routable])
+        return self._routing
 
     def _weighted_shuffle(self, pool: list[ApiEndpoint]) -> list[ApiEndpoint]:
         """A random order where heavier endpoints tend to come first: each draws u^(1/weight) and the
@@ -370,6 +417,7 @@ class ApiManager:
         """Drop the counters and health of an endpoint (reset, or removed)."""
         self._counters.pop(name, None)
         self._health.pop(name, None)
+        self._routing = None
         self.shared.forget(name)
 
     def component_health(self) -> ComponentHealth:

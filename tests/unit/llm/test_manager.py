@@ -285,3 +285,42 @@ def test_duplicate_names_are_refused(store: EndpointStore) -> None:
     store.add(endpoint, source="settings")
     with pytest.raises(InvalidInput, match="already exists"):
         store.add(endpoint, source="settings")
+
+
+def test_kept_selection_answers_equal_a_fresh_reading(store: EndpointStore, clock: ManualClock) -> None:
+    """Selection keeps each endpoint's answer until something is recorded on it or time alone may
+    change it. Over random traffic, faults, 429s, probes and time passing, what it picks must be what
+    reading every endpoint afresh (``usable`` and ``status``) gives."""
+    rng = random.Random(11)
+    manager = ApiManager(store, clock, {"KEY_A": "k"}, policy=HealthPolicy(cooldown=30, window=120),
+                         shared=LocalHealth())
+    for i in range(6):
+        store.add(ApiEndpoint(name=f"e{i}", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="KEY_A",
+                              priority=1 + i % 3, max_requests_per_minute=2 + i,
+                              max_tokens_per_minute=3000 if i % 2 else None), source="settings")
+    endpoints = manager.endpoints()
+    seen_changes = 0
+    for step in range(3_000):
+        health = manager.health(rng.choice(endpoints))
+        event = rng.random()
+        if event < 0.3:
+            clock.advance(rng.choice([0.01, 0.5, 3, 31, 130]))
+        elif event < 0.5:
+            health.acquire(100)
+        elif event < 0.7:
+            health.succeeded(rng.choice([0.2, 12.0]), rng.choice([10, 900]))
+        elif event < 0.8:
+            health.record(rng.random() < 0.4, 0.3)
+        else:
+            kind = rng.choice(["server_error", "server_error", "rate_limited", "auth"])
+            health.faulted(kind, "boom", 0.5, rng.choice([None, 2.0, 45.0]))
+        tokens = rng.choice([100, 100, 100, 2500])
+        healthy, degraded = [], []
+        for e in sorted(endpoints, key=lambda e: (e.priority, e.name)):
+            h = manager.health(e)
+            if h.usable(tokens):
+                (degraded if h.status() == "DEGRADED" else healthy).append(e.name)
+        picked = [e.name for e in manager.candidates("priority", tokens)]
+        assert picked == healthy + degraded, step
+        seen_changes += picked != [e.name for e in endpoints]
+    assert seen_changes > 500  # the traffic did make endpoints unusable or degraded, often
