@@ -126,3 +126,22 @@ def test_published_output_schemas_equal_the_shallow_form_of_the_full_schema(tmp_
     for tool in tools:
         full = TypeAdapter(tool.fn_metadata.output_model).json_schema()
         assert tool.output_schema == _schemas.shallow(full), tool.name
+
+
+def test_start_up_leaves_the_collector_on_with_the_start_up_objects_frozen() -> None:
+    """serve() builds without the cyclic collector; it must be on again afterwards (a server that
+    never collects grows), also when building fails."""
+    import gc
+
+    from heablcoin_mcp.cli import frozen_startup
+
+    try:
+        with frozen_startup():
+            assert not gc.isenabled()
+            made = [[] for _ in range(100)]
+        assert gc.isenabled() and gc.get_freeze_count() >= len(made)
+        with pytest.raises(RuntimeError), frozen_startup():
+            raise RuntimeError("build failed")
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
