@@ -14,6 +14,7 @@ from mcp import MCPError
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.types import (
     INVALID_PARAMS,
@@ -50,6 +51,7 @@ from heablcoin_mcp.tools import (
     tasks,
     trading,
 )
+from heablcoin_mcp.tools._catalogue import Catalogue
 
 INSTRUCTIONS = """\
 heablcoin-mcp is a careful crypto trading assistant's toolbox. Paper trading is the default; live
@@ -72,18 +74,33 @@ TOOLSETS: dict[str, Callable[[MCPServer, App], None]] = {
 
 class HeablServer(MCPServer[App]):
     """MCPServer whose every tool call goes through the one envelope (tools/_envelope.py), and whose
-    every result and resource is scrubbed of configured secrets on the way out."""
+    every result and resource is scrubbed of configured secrets on the way out. A tool is built
+    (argument model, schemas) when it is first needed: listed from a fresh build, or called."""
 
-    def __init__(self, *args: Any, redactor: Redactor, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, redactor: Redactor, metrics: Metrics, catalogue: Catalogue | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.redactor = redactor
         self.metrics = metrics
+        self.catalogue = catalogue
+        self._unbuilt: dict[str, Callable[[], None]] = {}
+        self._names: list[str] = []
         self._listed: list[MCPTool] | None = None
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, title: str | None = None,
                  description: str | None = None, annotations: ToolAnnotations | None = None,
                  icons: list[Icon] | None = None, meta: dict[str, Any] | None = None,
                  structured_output: bool | None = None) -> None:
+        key = name or fn.__name__
+        if key in self._names:
+            raise ValueError(f"tool {key!r} is registered twice")
+        self._names.append(key)
+        self._unbuilt[key] = lambda: self._build_tool(fn, key, title, description, annotations, icons, meta,
+                                                      structured_output)
+
+    def _build_tool(self, fn: Callable[..., Any], name: str, title: str | None, description: str | None,
+                    annotations: ToolAnnotations | None, icons: list[Icon] | None, meta: dict[str, Any] | None,
+                    structured_output: bool | None) -> None:
         """A tool whose result is a model is registered without pydantic's output JSON schema (most of
         start-up): its published schema is the model's field names and enums (tools/_schemas.py), and
         results are still validated against the model (the SDK reads these fields on every call)."""
@@ -91,25 +108,45 @@ class HeablServer(MCPServer[App]):
         if structured_output is not None or not (isinstance(returns, type) and issubclass(returns, BaseModel)):
             return super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output)
         super().add_tool(fn, name, title, description, annotations, icons, meta, structured_output=False)
-        metadata = self._tool_manager.get_tool(name or fn.__name__).fn_metadata  # type: ignore[union-attr]
+        metadata = self._tool_manager.get_tool(name).fn_metadata  # type: ignore[union-attr]
         metadata.output_model = returns
         metadata.output_schema = _schemas.fields_of(returns)
 
+    def built_tool(self, name: str) -> None:
+        if (build := self._unbuilt.pop(name, None)) is not None:
+            build()
+
+    def built_tools(self) -> list[Tool]:
+        for name in list(self._unbuilt):
+            self.built_tool(name)
+        return self._tool_manager.list_tools()
+
     async def list_tools(self) -> list[MCPTool]:
-        """The tools with compact schemas (tools/_schemas.py), built once: tools do not change after start."""
+        """The tools with compact schemas (tools/_schemas.py), as kept from an earlier start of the
+        same code (tools/_catalogue.py) or built now: tools do not change after start."""
+        if self._listed is None and self.catalogue is not None:
+            self._listed = self.catalogue.read(self._names)
         if self._listed is None:
+            self.built_tools()
             self._listed = [tool.model_copy(update={
                 "description": _schemas.plain(tool.description),
                 "input_schema": _schemas.without_titles(tool.input_schema),
                 "output_schema": _schemas.shallow(tool.output_schema) if tool.output_schema else None,
             }) for tool in await super().list_tools()]
+            if self.catalogue is not None:
+                self.catalogue.write(self._listed)
         return self._listed
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        self.built_tool(name)  # the 2026-era HTTP transport checks Mcp-Param headers before the call
+        return super()._tool_input_schema(name)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[App, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         began = time.perf_counter()
         try:
+            self.built_tool(name)
             outcome = await super().call_tool(name, arguments, context)
         except MCPError:
             self.metrics.count("heablcoin_tool_calls", name, "protocol_error")
@@ -180,6 +217,7 @@ def build_server(app: App) -> HeablServer:
         lifespan=lifespan,
         log_level=app.settings.log_level,
         subscriptions=bus,
+        catalogue=Catalogue(app.settings.home / "cache" / "tools.json", app.settings.toolsets),
     )
     async def symbol_of(market: str) -> str:
         return (await app.market.market(market)).symbol

@@ -121,7 +121,7 @@ def test_published_output_schemas_equal_the_shallow_form_of_the_full_schema(tmp_
     schema would have been made into, for every tool, and every tool takes the shortcut."""
     settings = Settings(_env_file=None, home=tmp_path, exchange="sim", toolsets=TOOLSET_NAMES)  # type: ignore[call-arg]
     server = build_server(App(settings))
-    tools = server._tool_manager.list_tools()
+    tools = server.built_tools()
     assert tools and all(isinstance(t.fn_metadata.output_model, type) for t in tools)
     for tool in tools:
         full = TypeAdapter(tool.fn_metadata.output_model).json_schema()

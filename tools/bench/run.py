@@ -73,10 +73,13 @@ async def foundation_rows(runs: int) -> list[tuple[str, float, str, float]]:
         ours_sim = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"],
                                          env=env_for(home + "/sim", "sim"))
         minimal = StdioServerParameters(command=sys.executable, args=[str(script)])
-        ours_cold, sim_cold, minimal_cold = [], [], []
-        for _ in range(runs):  # interleaved, so machine noise hits all three alike
+        ours_cold, sim_cold, first_cold, minimal_cold = [], [], [], []
+        for run in range(runs):  # interleaved, so machine noise hits all alike
             ours_cold.append(await cold_start(ours))
             sim_cold.append(await cold_start(ours_sim))
+            first = StdioServerParameters(command=sys.executable, args=["-m", "heablcoin_mcp"],
+                                          env=env_for(f"{home}/first-{run}", "binance"))
+            first_cold.append(await cold_start(first))  # a new home: no tool list kept yet
             minimal_cold.append(await cold_start(minimal))
 
         settings = Settings(_env_file=None, home=Path(home) / "inproc", exchange="sim")  # type: ignore[call-arg]
@@ -99,6 +102,8 @@ async def foundation_rows(runs: int) -> list[tuple[str, float, str, float]]:
         ("cold start → tools/list, stdio (binance)", median(ours_cold, 0), "minimal MCPServer",
          median(minimal_cold, 0)),
         ("cold start → tools/list, stdio (sim)", median(sim_cold, 0), "minimal MCPServer", median(minimal_cold, 0)),
+        ("first start in a new home → tools/list", median(first_cold, 0), "minimal MCPServer",
+         median(minimal_cold, 0)),
         ("start → tools/list → exit, stdio (binance)", median(ours_cold, 1), "minimal MCPServer",
          median(minimal_cold, 1)),
         ("warm tools/list (in-process)", warm_ours, "minimal MCPServer", warm_ref),
