@@ -188,3 +188,45 @@ def test_a_schedule_publishes_once_per_period_however_many_workers_tick(storage:
     assert first and published == 1 + 15
     for db, _, _ in workers:
         db.close()
+
+
+def test_tasks_stored_before_seq_keyed_the_table_come_through_whole(database_url: str | None,
+                                                                    tmp_path: Path) -> None:
+    """Migration 9 on a queue written by the schema before it (explicit seq from a counter row that
+    ran ahead of the stored rows): every row, number and edge kept; new tasks are numbered after
+    them and claimed after them; deleting a parent still takes its edges; the counts still follow."""
+    old = opened(database_url, tmp_path, tuple(MIGRATIONS[:8]) if not database_url else tuple(PG_MIGRATIONS[:8]))
+    old.migrate()
+    tasks = [("tsk_a", 1, 2, "COMPLETED", 0), ("tsk_b", 2, 2, "PENDING", 0), ("tsk_c", 3, 3, "PENDING", 1),
+             ("tsk_d", 7, 2, "PENDING", 0)]
+    with old.write() as conn:
+        conn.executemany("INSERT INTO tasks (id, seq, name, payload, priority, status, created_at, updated_at, "
+                         "pending_parents) VALUES (?, ?, 'system.sleep', '{}', ?, ?, 1.0, 1.0, ?)", tasks)
+        conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)",
+                         [("tsk_a", "tsk_c"), ("tsk_b", "tsk_c")])
+        conn.execute("INSERT INTO counters (name, value) VALUES ('task_seq', 9)")
+        conn.execute("INSERT INTO task_counts (status, priority, n) SELECT status, priority, count(*) FROM tasks "
+                     "GROUP BY status, priority")
+    old.close()
+
+    db = opened(database_url, tmp_path, tuple(PG_MIGRATIONS if database_url else MIGRATIONS))
+    assert db.migrate() == 1
+    kept = [tuple(r) for r in db.conn.execute(
+        "SELECT id, seq, priority, status, pending_parents FROM tasks ORDER BY seq")]
+    assert kept == tasks
+    assert sorted(tuple(r) for r in db.conn.execute("SELECT parent, child FROM task_edges")) == [
+        ("tsk_a", "tsk_c"), ("tsk_b", "tsk_c")]
+    assert db.conn.execute("SELECT count(*) FROM counters WHERE name = 'task_seq'").fetchone()[0] == 0
+
+    queue = TaskQueue(db, ManualClock())
+    new = queue.publish([TaskSpec("system.sleep", {"seconds": 0}, priority=2) for _ in range(2)])
+    seqs = [db.conn.execute("SELECT seq FROM tasks WHERE id = ?", (i,)).fetchone()[0] for i in new]
+    assert seqs[0] > 7 and seqs[1] == seqs[0] + 1
+    claimed = [queue.claim("w").id for _ in range(3)]  # type: ignore[union-attr]
+    assert claimed == ["tsk_b", "tsk_d", new[0]]  # priority 3 (tsk_c) waits for tsk_b; then FIFO by seq
+    with db.write() as conn:
+        conn.execute("DELETE FROM tasks WHERE id = 'tsk_a'")
+    assert [tuple(r) for r in db.conn.execute("SELECT parent, child FROM task_edges")] == [("tsk_b", "tsk_c")]
+    counts = {(r[0], r[1]): r[2] for r in db.conn.execute("SELECT status, priority, n FROM task_counts WHERE n != 0")}
+    assert counts == {("PENDING", 3): 1, ("RUNNING", 2): 3, ("PENDING", 2): 1}
+    db.close()

@@ -18,7 +18,7 @@ from heablcoin_mcp.errors import InvalidInput
 TABLES = ("kv", "accounts", "balances", "positions", "orders", "fills", "journal", "risk_overrides",
           "confirmations", "api_endpoints", "counters", "tasks", "task_edges", "task_schedules",
           "webhook_deliveries", "consents")
-IDENTITY = {"fills": "id", "journal": "seq", "webhook_deliveries": "id"}
+IDENTITY = {"fills": "id", "journal": "seq", "tasks": "seq", "webhook_deliveries": "id"}
 DERIVED = ("task_counts",)
 BATCH = 2_000
 

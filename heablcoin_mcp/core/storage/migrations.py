@@ -28,6 +28,10 @@ class Migration:
         return True
 
 
+TASK_COLUMNS = ("seq, id, name, payload, priority, tags, status, created_at, updated_at, started_at, "
+                "completed_at, attempts, max_retries, timeout, expires_at, run_after, pending_parents, "
+                "result, error, schedule_id, callback_url, worker_id, lease_until")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -298,6 +302,69 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         DROP TRIGGER task_counts_insert;
         DROP INDEX tasks_by_status;
+        """,
+    ),
+    Migration(
+        9,
+        "tasks_keyed_by_seq",
+        # The table's own key is now seq (SQLite's rowid): a new task takes the next one from the end
+        # of the table it is written into, where a unique index on seq and a counter row were two
+        # more pages to write per publish. task_edges is rebuilt so its keys point at the new table
+        # (renaming tasks made them follow the old one); dropping a table fires no triggers.
+        f"""
+        ALTER TABLE tasks RENAME TO tasks_v8;
+        CREATE TABLE tasks (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            priority INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 4),
+            tags TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            completed_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_retries INTEGER NOT NULL DEFAULT 3,
+            timeout REAL,
+            expires_at REAL,
+            run_after REAL NOT NULL DEFAULT 0,
+            pending_parents INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            error TEXT,
+            schedule_id TEXT,
+            callback_url TEXT,
+            worker_id TEXT,
+            lease_until REAL
+        );
+        INSERT INTO tasks ({TASK_COLUMNS})
+            SELECT {TASK_COLUMNS} FROM tasks_v8 ORDER BY seq;
+        ALTER TABLE task_edges RENAME TO task_edges_v8;
+        CREATE TABLE task_edges (
+            parent TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+            child TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+            PRIMARY KEY (parent, child)
+        );
+        INSERT INTO task_edges (parent, child) SELECT parent, child FROM task_edges_v8;
+        DROP TABLE task_edges_v8;
+        DROP TABLE tasks_v8;
+        CREATE INDEX task_edges_by_child ON task_edges(child);
+        CREATE INDEX tasks_claimable ON tasks(priority, seq)
+            WHERE status IN ('PENDING', 'TIMED_OUT') AND pending_parents = 0;
+        CREATE INDEX tasks_running ON tasks(status, lease_until);
+        CREATE INDEX tasks_by_update ON tasks(updated_at);
+        CREATE INDEX tasks_completed ON tasks(completed_at) WHERE status = 'COMPLETED';
+        CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status AND priority = OLD.priority;
+        END;
+        CREATE TRIGGER task_counts_update AFTER UPDATE OF status, priority ON tasks
+            WHEN OLD.status != NEW.status OR OLD.priority != NEW.priority BEGIN
+            UPDATE task_counts SET n = n - 1 WHERE status = OLD.status AND priority = OLD.priority;
+            INSERT INTO task_counts (status, priority, n) VALUES (NEW.status, NEW.priority, 1)
+                ON CONFLICT (status, priority) DO UPDATE SET n = n + 1;
+        END;
+        DELETE FROM counters WHERE name = 'task_seq';
         """,
     ),
 )

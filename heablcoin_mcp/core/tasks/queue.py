@@ -47,8 +47,6 @@ HEAD_OF_LINE = ("SELECT * FROM (SELECT id, seq, priority, created_at FROM tasks 
                 "'TIMED_OUT') AND pending_parents = 0 AND priority = ? AND run_after <= ? AND (expires_at IS NULL "
                 "OR expires_at > ?) ORDER BY seq LIMIT 1) AS head")
 FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, callback_url"  # for its webhook
-SEQ_BLOCK = ("INSERT INTO counters (name, value) VALUES ('task_seq', ?) ON CONFLICT (name) DO UPDATE SET value = "
-             "counters.value + excluded.value RETURNING value")
 WAITING = ("PENDING", "TIMED_OUT")
 DEAD = ("FAILED", "CANCELLED", "EXPIRED")
 FINAL = ("COMPLETED", *DEAD)
@@ -132,19 +130,18 @@ class TaskQueue:
         check_acyclic(specs, ids)
         with self._write() as conn:
             now = self.clock.now()
-            last = conn.execute(SEQ_BLOCK, (len(specs),)).fetchone()[0]  # one statement numbers the batch
             rows, edges, batch = [], [], set(own)  # a parent from this batch is new: waited for
-            for seq, (spec, task_id) in enumerate(zip(specs, own, strict=True), start=last - len(specs) + 1):
+            for spec, task_id in zip(specs, own, strict=True):
                 parents = list(dict.fromkeys(ids.get(d, d) for d in spec.depends_on))
                 waiting = sum(parent in batch or self._parent_waits(conn, parent) for parent in parents)
-                rows.append((task_id, seq, spec.name, json.dumps(spec.payload), spec.priority,
+                rows.append((task_id, spec.name, json.dumps(spec.payload), spec.priority,
                              json.dumps(list(spec.tags)) if spec.tags else "[]", now, now, spec.max_retries,
                              spec.timeout, spec.expires_at, waiting, spec.callback_url, spec.schedule_id))
                 edges += [(parent, task_id) for parent in parents]
-            conn.executemany(
-                "INSERT INTO tasks (id, seq, name, payload, priority, tags, status, created_at, updated_at, "
+            conn.executemany(  # seq: the table numbers the rows in this order (FIFO within a priority)
+                "INSERT INTO tasks (id, name, payload, priority, tags, status, created_at, updated_at, "
                 "max_retries, timeout, expires_at, pending_parents, callback_url, schedule_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                "VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if edges:
                 conn.executemany("INSERT INTO task_edges (parent, child) VALUES (?, ?)", edges)
             conn.executemany("INSERT INTO task_counts (status, priority, n) VALUES ('PENDING', ?, ?) ON CONFLICT "
