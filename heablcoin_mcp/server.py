@@ -112,13 +112,13 @@ class HeablServer(MCPServer[App]):
         metadata.output_model = returns
         metadata.output_schema = _schemas.fields_of(returns)
 
-    def built_tool(self, name: str) -> None:
+    def ensure_built(self, name: str) -> None:
         if (build := self._unbuilt.pop(name, None)) is not None:
             build()
 
     def built_tools(self) -> list[Tool]:
         for name in list(self._unbuilt):
-            self.built_tool(name)
+            self.ensure_built(name)
         return self._tool_manager.list_tools()
 
     async def list_tools(self) -> list[MCPTool]:
@@ -138,7 +138,7 @@ class HeablServer(MCPServer[App]):
         return self._listed
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        self.built_tool(name)  # the 2026-era HTTP transport checks Mcp-Param headers before the call
+        self.ensure_built(name)  # the 2026-era HTTP transport checks Mcp-Param headers before the call
         return super()._tool_input_schema(name)
 
     async def call_tool(
@@ -146,7 +146,7 @@ class HeablServer(MCPServer[App]):
     ) -> CallToolResult | InputRequiredResult:
         began = time.perf_counter()
         try:
-            self.built_tool(name)
+            self.ensure_built(name)
             outcome = await super().call_tool(name, arguments, context)
         except MCPError:
             self.metrics.count("heablcoin_tool_calls", name, "protocol_error")
