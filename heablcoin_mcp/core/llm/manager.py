@@ -42,7 +42,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 LATENCY_SAMPLES = 200
-UNASKED = (-1, False, False, -math.inf)  # no health version is -1: asked again at once
+UNASKED = (False, False, -math.inf)  # run out already: asked at once
 
 
 class Attempt(BaseModel):
@@ -116,9 +116,9 @@ class _Routes:
 
     endpoints: list[ApiEndpoint]  # the store's list these were built from
     entries: list[tuple[ApiEndpoint, EndpointHealth]]
-    answers: list[tuple[int, bool, bool, float]] = field(default_factory=list)  # version, usable, later, until
+    versions: list[int]  # each health's version when its answer was taken (-1: never)
+    answers: list[tuple[bool, bool, float]] = field(default_factory=list)  # usable, later, until
     tokens: int = -1
-    versions: list[int] = field(default_factory=list)
     until: float = -math.inf
     pool: list[ApiEndpoint] = field(default_factory=list)
     later: frozenset[str] = frozenset()
@@ -221,10 +221,9 @@ class ApiManager:
         if routes.tokens != tokens:
             routes.answers = [UNASKED] * len(routes.entries)
         for i, (_, h) in enumerate(routes.entries):
-            version, _, _, until = routes.answers[i]
-            if version != versions[i] or now >= until:
-                routes.answers[i] = (versions[i], *h.selection(tokens, now))
-        usable = [(e, later) for (e, _), (_, ok, later, _) in zip(routes.entries, routes.answers, strict=True) if ok]
+            if versions[i] != routes.versions[i] or now >= routes.answers[i][2]:
+                routes.answers[i] = h.selection(tokens, now)
+        usable = [(e, later) for (e, _), (ok, later, _) in zip(routes.entries, routes.answers, strict=True) if ok]
         routes.pool = [e for e, _ in usable]
         routes.later = frozenset(e.name for e, later in usable if later)
         routes.until = min((until for *_, until in routes.answers), default=math.inf)
@@ -238,7 +237,7 @@ class ApiManager:
         if self._routing is None or self._routing.endpoints is not endpoints:
             routable = sorted((e for e in endpoints if e.enabled and self.key_set(e)),
                               key=lambda e: (e.priority, e.name))
-            self._routing = _Routes(endpoints, [(e, self.health(e)) for e in routable])
+            self._routing = _Routes(endpoints, [(e, self.health(e)) for e in routable], versions=[-1] * len(routable))
         return self._routing
 
     def _weighted_shuffle(self, pool: list[ApiEndpoint]) -> list[ApiEndpoint]:
