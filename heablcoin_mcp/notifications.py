@@ -4,7 +4,8 @@ Resource updates travel both ways a client may ask for them: ``resources/subscri
 connections (``notifications/resources/updated`` on the connection's standalone stream) and
 ``subscriptions/listen`` on 2026-07-28 connections (the SDK's SubscriptionBus, which filters per
 stream). What changed comes from core/changes.py, polled from the database, so a task finished by
-a worker process or a state set from the CLI is pushed like a fill made here. A market's ticker
+a worker process or a state set from the CLI is pushed like a fill made here (tasks: only the ones
+subscribed to are read). A market's ticker
 (``heablcoin://market/<market>/ticker``) is pushed from its stream while anyone, of either era,
 subscribes to it: at most once a second, the last change of a busy second never lost.
 
@@ -19,7 +20,7 @@ import contextlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -53,6 +54,7 @@ SCHEME = "heablcoin://"
 WATCHED = re.compile(rf"^{re.escape(SCHEME)}({re.escape(JOURNAL)}|{re.escape(RISK)}|{re.escape(OPEN_ORDERS)}|"
                      r"portfolio/[^/]+|tasks/[^/]+|market/[^/]+/ticker)$")
 TICKER = re.compile(rf"^{re.escape(SCHEME)}market/([^/]+)/ticker$")
+TASK = re.compile(rf"^{re.escape(SCHEME)}tasks/([^/]+)$")
 PUSH_INTERVAL = 1.0  # seconds: at most one ticker push per resource
 # MCP's syslog levels, least severe first, and the Python level each one starts at.
 MCP_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -105,6 +107,7 @@ class Pushes:
         if TICKER.match(uri) and self.streams is None:
             raise MCPError(INVALID_PARAMS, f"live streams are off here (HEABLCOIN_STREAMS=false), so {uri} is never "
                            "pushed; read it when needed, or call watch_market")
+        self.feed.watch_tasks(_task_ids([uri]))  # before the read: a change after it is news
         try:
             await self.read(uri)
         except ResourceError as exc:
@@ -127,6 +130,7 @@ class Pushes:
         """The SDK's 2026-07-28 listen stream, noting which URIs it asked for while it is open (so a
         market's ticker is streamed for it)."""
         uris = [str(u) for u in params.notifications.resource_subscriptions or ()]
+        self.feed.watch_tasks(_task_ids(uris))
         self._listening.update(uris)
         try:
             await self._follow_tickers()
@@ -157,10 +161,17 @@ class Pushes:
             self._listen.close()
             package.removeHandler(self._handler)
 
+    def _wanted(self) -> set[str]:
+        """Every URI a connection of either era wants pushed."""
+        return ({uri for _, uris in self._subscribed.values() for uri in uris}
+                | {uri for uri, n in self._listening.items() if n > 0})
+
+    def _watched_tasks(self) -> set[str]:
+        return _task_ids(self._wanted())
+
     async def _follow_tickers(self) -> None:
         """One ticker follower for each market resource someone wants, none for the rest."""
-        wanted = {uri for _, uris in self._subscribed.values() for uri in uris if TICKER.match(uri)}
-        wanted |= {uri for uri, n in self._listening.items() if n > 0 and TICKER.match(uri)}
+        wanted = {uri for uri in self._wanted() if TICKER.match(uri)}
         for uri in set(self._tickers) - wanted:
             self._tickers.pop(uri).cancel()
         if self._group is None or self.streams is None or not self.streams.running or self.symbol_of is None:
@@ -193,7 +204,7 @@ class Pushes:
     async def _watch(self) -> None:
         while True:
             try:
-                changed = self.feed.poll()
+                changed = self.feed.poll(self._watched_tasks())
             except Exception as exc:  # a busy or briefly locked database: look again next time
                 log.debug("change poll failed: %s", exc)
                 changed = []
@@ -227,6 +238,10 @@ class Pushes:
                     params=LoggingMessageNotificationParams(level=mcp_level(levelno), data=text, logger=logger))
                 if levelno >= threshold and not await _delivered(session.send_notification(message)):
                     self._log_levels.pop(key, None)
+
+
+def _task_ids(uris: Iterable[str]) -> set[str]:
+    return {match[1] for uri in uris if (match := TASK.match(uri))}
 
 
 async def _delivered(send: Any) -> bool:

@@ -222,7 +222,7 @@ def build_server(app: App) -> HeablServer:
     async def symbol_of(market: str) -> str:
         return (await app.market.market(market)).symbol
 
-    pushes = Pushes(ChangeFeed(app.db, app.clock), bus, app.redactor, server.read_resource, streams=app.streams,
+    pushes = Pushes(ChangeFeed(app.db), bus, app.redactor, server.read_resource, streams=app.streams,
                     symbol_of=symbol_of)
     server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, pushes.listen)
     server.add_request_handler("resources/subscribe", SubscribeRequestParams, pushes.subscribe)

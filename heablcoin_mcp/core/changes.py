@@ -3,12 +3,14 @@
 Read from the database rather than hooked into the services, so a change made by another process
 (a worker finishing a task, the CLI leaving HALTED) counts the same as one made here. The paths are
 the server's resource URIs without the scheme: ``journal/recent``, ``risk/limits``,
-``portfolio/<account>``, ``orders/open``, ``tasks/<id>``.
+``portfolio/<account>``, ``orders/open``, ``tasks/<id>``. The journal is read from where the last
+look ended; tasks are read by id, only the ones someone watches.
 """
 
 from __future__ import annotations
 
-from heablcoin_mcp.core.clock import Clock
+from collections.abc import Collection
+
 from heablcoin_mcp.core.storage import Storage
 
 JOURNAL = "journal/recent"
@@ -17,8 +19,7 @@ OPEN_ORDERS = "orders/open"
 RISK_EVENTS = frozenset({"risk_limits_changed", "trading_state_changed"})
 # A preview or an unused token's expiry changes no balance, position or order.
 NOT_PORTFOLIO_EVENTS = frozenset({"previewed", "expired"})
-# Another process may commit a task update stamped a little before our last look; look back this far.
-TASK_LOOKBACK_SECONDS = 5.0
+MAX_IDS_PER_READ = 500
 
 
 def portfolio_path(account: str) -> str:
@@ -30,22 +31,25 @@ def task_path(task_id: str) -> str:
 
 
 class ChangeFeed:
-    def __init__(self, db: Storage, clock: Clock) -> None:
+    def __init__(self, db: Storage) -> None:
         self.db = db
-        self.clock = clock
         self._journal_seq: int | None = None
-        self._tasks_since = 0.0
-        self._task_stamps: dict[str, tuple[float, str]] = {}
+        self._task_stamps: dict[str, tuple[float, str] | None] = {}
 
-    def poll(self) -> list[str]:
-        """Paths changed since the previous poll, each once, in the order first seen. The first poll
-        only takes the starting point: what happened before anyone looked is not news."""
+    def poll(self, task_ids: Collection[str] = ()) -> list[str]:
+        """Paths changed since the previous poll, each once, in the order first seen: journal events,
+        then the tasks among ``task_ids`` (the watched ones) whose state moved. The first poll, and the
+        first look at a task, only take the starting point: what happened before anyone looked is not
+        news."""
         if self._journal_seq is None:
             self._journal_seq = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0]
-            self._tasks_since = self.clock.now()
-            self._task_paths()
+            self.watch_tasks(task_ids)
             return []
-        return list(dict.fromkeys(self._journal_paths() + self._task_paths()))
+        return list(dict.fromkeys(self._journal_paths() + self._task_paths(task_ids)))
+
+    def watch_tasks(self, task_ids: Collection[str]) -> None:
+        """Take these tasks' present state as their starting point (subscribing is not a change)."""
+        self._task_stamps.update(self._stamps(task_ids))
 
     def _journal_paths(self) -> list[str]:
         rows = self.db.conn.execute("SELECT seq, account, event, order_id FROM journal WHERE seq > ? ORDER BY seq",
@@ -62,13 +66,20 @@ class ChangeFeed:
                 paths.append(portfolio_path(account))
         return paths
 
-    def _task_paths(self) -> list[str]:
-        now = self.clock.now()
-        horizon = self._tasks_since - TASK_LOOKBACK_SECONDS
-        rows = self.db.conn.execute("SELECT id, updated_at, status FROM tasks WHERE updated_at > ?",
-                                    (horizon,)).fetchall()
-        stamps = {task_id: (updated_at, status) for task_id, updated_at, status in rows}
-        changed = [task_id for task_id, stamp in stamps.items() if self._task_stamps.get(task_id) != stamp]
+    def _task_paths(self, task_ids: Collection[str]) -> list[str]:
+        stamps = self._stamps(task_ids)
+        changed = [task_id for task_id, stamp in stamps.items()
+                   if task_id in self._task_stamps and self._task_stamps[task_id] != stamp]
         self._task_stamps = stamps
-        self._tasks_since = now
         return [task_path(task_id) for task_id in changed]
+
+    def _stamps(self, task_ids: Collection[str]) -> dict[str, tuple[float, str] | None]:
+        """Each task's (updated_at, status), None for one that is not (or no longer) stored."""
+        ids = sorted(set(task_ids))
+        stamps: dict[str, tuple[float, str] | None] = dict.fromkeys(ids)
+        for start in range(0, len(ids), MAX_IDS_PER_READ):
+            chunk = ids[start:start + MAX_IDS_PER_READ]
+            rows = self.db.conn.execute(f"SELECT id, updated_at, status FROM tasks WHERE id IN "
+                                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            stamps.update({task_id: (updated_at, status) for task_id, updated_at, status in rows})
+        return stamps

@@ -112,13 +112,28 @@ async def test_a_task_finished_elsewhere_is_pushed(app: App) -> None:
     async with legacy(app, inbox) as client:
         published = data(await client.call_tool("publish_enhanced_task", SLEEP))
         uri = f"heablcoin://tasks/{published['task']['id']}"
-        await anyio.sleep(1.5)  # the creation has been seen
         await subscribe(client, uri)
         await anyio.sleep(1.5)
         assert uri not in inbox.updated  # subscribing is not a change
         claimed = app.queue.claim("elsewhere")
         assert claimed is not None
         await inbox.wait_for(lambda: uri in inbox.updated)
+        other = data(await client.call_tool("publish_enhanced_task", SLEEP))["task"]["id"]
+        await subscribe(client, f"heablcoin://tasks/{other}")
+        app.queue.claim("elsewhere")  # at once: the subscription's starting point is when it was made
+        await inbox.wait_for(lambda: f"heablcoin://tasks/{other}" in inbox.updated)
+
+
+async def test_a_task_is_pushed_over_subscriptions_listen(app: App, clock: ManualClock) -> None:
+    modern = Client(build_server(app), mode="auto", elicitation_callback=answering(True))
+    async with modern as client:
+        task_id = data(await client.call_tool("publish_enhanced_task", SLEEP))["task"]["id"]
+        async with client.listen(resource_subscriptions=[f"heablcoin://tasks/{task_id}"]) as stream:
+            clock.advance(1)
+            assert app.queue.claim("elsewhere") is not None
+            with anyio.fail_after(6):
+                event = await stream.__anext__()
+            assert event.uri == f"heablcoin://tasks/{task_id}"
 
 
 async def test_the_2026_era_gets_the_same_pushes_over_subscriptions_listen(app: App) -> None:

@@ -210,7 +210,7 @@ def test_tasks_stored_before_seq_keyed_the_table_come_through_whole(database_url
     old.close()
 
     db = opened(database_url, tmp_path, tuple(PG_MIGRATIONS if database_url else MIGRATIONS))
-    assert db.migrate() == 1
+    assert db.migrate() == len(MIGRATIONS) - 8  # 9 and what came after it
     kept = [tuple(r) for r in db.conn.execute(
         "SELECT id, seq, priority, status, pending_parents FROM tasks ORDER BY seq")]
     assert kept == tasks

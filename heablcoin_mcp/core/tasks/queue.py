@@ -50,6 +50,8 @@ FINISHED = "RETURNING id, name, status, attempts, error, completed_at, result, c
 WAITING = ("PENDING", "TIMED_OUT")
 DEAD = ("FAILED", "CANCELLED", "EXPIRED")
 FINAL = ("COMPLETED", *DEAD)
+# FINAL as the conditions of the partial indexes that hold those tasks (tasks_completed, tasks_dead)
+FINISHED_BY_INDEX = ("status = 'COMPLETED'", f"status IN {DEAD}")
 MAX_RESULT_CHARS = 200_000
 CHANNEL = "tasks"  # notified when a task becomes runnable (PostgreSQL wakes idle workers with it)
 
@@ -304,8 +306,8 @@ class TaskQueue:
         expired = self.expire()
         cutoff = self.clock.now() - self.policy.retention_seconds
         with self._write() as conn:
-            deleted = conn.execute(f"DELETE FROM tasks WHERE status IN {FINAL} AND completed_at < ?",
-                                   (cutoff,)).rowcount
+            deleted = sum(conn.execute(f"DELETE FROM tasks WHERE {finished} AND completed_at < ?", (cutoff,)).rowcount
+                          for finished in FINISHED_BY_INDEX)
         return expired, deleted
 
     # --- user actions --------------------------------------------------------------------------
