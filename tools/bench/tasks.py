@@ -6,6 +6,7 @@
   Huey's SqliteStorage.dequeue;
 - releasing a 10,000-task DAG (every task but the root waits on a parent) vs running 10,000
   independent tasks: the cost of dependencies;
+- claim + complete of 1,000 tasks from a queue of 100,000 vs from a queue of 1,000: flat in the queue;
 - get_enhanced_task_stats with 100,000 tasks stored vs with 10,000: flat means O(1) in what is stored;
 - durability: with synchronous=FULL, the time per task of a batched publish vs one fsync of the
   same disk (a ratio of 0.1 means ten tasks made durable per fsync the disk can do).
@@ -118,6 +119,15 @@ def rows(count: int = 2000) -> list[tuple[str, float, str, float]]:
 
         results.append((f"run a {dag_size:,}-task DAG (binary tree)", _timed(lambda: run_all(dag)),
                         f"{dag_size:,} independent tasks", _timed(lambda: run_all(flat))))
+
+        drained = {}
+        for queued in (1_000, 100_000):  # the same 1,000 claims and completions from a short and a long queue
+            q = _queue(base / f"queued-{queued}.db")
+            q.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(queued)])
+            drained[queued] = _timed(lambda q=q: [q.complete(q.claim("bench").id, "bench", {})  # type: ignore[union-attr]
+                                                  for _ in range(1_000)])
+        results.append(("claim + complete 1,000 of 100,000 queued", drained[100_000],
+                        "of 1,000 queued", drained[1_000]))
 
         stats = {}
         for stored in (10_000, 100_000):  # run times read the last 1,000 completions: below ~2,000 stored, fewer
