@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -98,19 +99,29 @@ class TaskQueue:
         self.policy = policy or QueuePolicy()
         self.rng = rng or random.Random()
         self._watchers: set[Callable[[], None]] = set()
+        self._runnable_watchers: set[Callable[[], None]] = set()
+        self._made_runnable = threading.local()  # per transaction: did it make a task runnable?
 
-    def watch(self, watcher: Callable[[], None]) -> Callable[[], None]:
+    def watch(self, watcher: Callable[[], None], *, runnable_only: bool = False) -> Callable[[], None]:
         """Call ``watcher`` after each write this queue commits in this process (a waiter wakes on it
-        instead of polling); returns the function that stops it."""
-        self._watchers.add(watcher)
-        return lambda: self._watchers.discard(watcher)
+        instead of polling) — with ``runnable_only``, only after one that made a task runnable (an idle
+        worker wakes on it); returns the function that stops it."""
+        watchers = self._runnable_watchers if runnable_only else self._watchers
+        watchers.add(watcher)
+        return lambda: watchers.discard(watcher)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._made_runnable.now = False
         with self.db.write() as conn:
             yield conn
-        for watcher in list(self._watchers):
+        for watcher in [*self._watchers, *(self._runnable_watchers if self._made_runnable.now else ())]:
             watcher()
+
+    def _runnable(self, conn: Connection) -> None:
+        """This transaction makes a task runnable: wake idle workers here and, on PostgreSQL, elsewhere."""
+        self.db.notify(conn, CHANNEL)
+        self._made_runnable.now = True
 
     # --- publish -------------------------------------------------------------------------------
 
@@ -149,7 +160,7 @@ class TaskQueue:
             conn.executemany("INSERT INTO task_counts (status, priority, n) VALUES ('PENDING', ?, ?) ON CONFLICT "
                              "(status, priority) DO UPDATE SET n = task_counts.n + excluded.n",
                              list(Counter(spec.priority for spec in specs).items()))
-            self.db.notify(conn, CHANNEL)
+            self._runnable(conn)
         return own
 
     @staticmethod
@@ -216,7 +227,7 @@ class TaskQueue:
                                         "WHERE id IN (SELECT child FROM task_edges WHERE parent = ?)",
                                         (now, task_id)).rowcount
                 if released:
-                    self.db.notify(conn, CHANNEL)
+                    self._runnable(conn)
                 _queue_callback(conn, done, now)
         return done is not None
 
@@ -261,7 +272,7 @@ class TaskQueue:
                                    "status = 'PENDING' AND run_after > ?",
                                    (now, json.dumps(reason), now, task_id, now)).rowcount
             if changed:
-                self.db.notify(conn, CHANNEL)
+                self._runnable(conn)
         return changed == 1
 
     def backoff(self, attempts: int) -> float:
@@ -350,7 +361,7 @@ class TaskQueue:
                          "run_after = 0, pending_parents = ?, completed_at = NULL, expires_at = ?, updated_at = ? "
                          "WHERE id = ?",
                          (waiting, expires, now, task_id))
-            self.db.notify(conn, CHANNEL)
+            self._runnable(conn)
         return self.get(task_id)
 
     # --- reading -------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Runs inside the server process (``HEABLCOIN_WORKER_CONCURRENCY`` slots) or alone as
 ``heablcoin-mcp worker``; several processes (on several hosts, with PostgreSQL) can share one
 database safely because every claim is a single write transaction. An idle slot waits
-``poll_interval``; on PostgreSQL it is woken at once by the queue's NOTIFY instead, and polls only
+``poll_interval``, and is woken at once when this process makes a task runnable (a publish from the
+server's tools); on PostgreSQL the queue's NOTIFY wakes it for every process's, and it polls only
 every ``LISTENING_POLL`` seconds as a fallback (tasks whose backoff ends). Maintenance (reaping lapsed
 leases, expiring tasks, due schedules, webhook deliveries) runs in every worker process; each step is
 idempotent.
@@ -11,6 +12,7 @@ idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -45,7 +47,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.sleep = sleep
         self.worker_id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
-        self._wake: anyio.Event | None = None  # set while a LISTEN connection feeds it
+        self._wake: anyio.Event | None = None  # while running: set when a task became runnable (here, or NOTIFYed)
+        self._listening = False  # a LISTEN connection feeds _wake: polling can be rare
 
     def health(self) -> ComponentHealth:
         try:
@@ -61,14 +64,23 @@ class Worker:
 
     async def run(self) -> None:
         """Run until cancelled."""
-        async with anyio.create_task_group() as tg:
-            listener = self.queue.db.listener(CHANNEL)
-            if listener is not None:
-                self._wake = anyio.Event()
-                tg.start_soon(self._listen, listener)
-            tg.start_soon(self._maintain)
-            for slot in range(self.concurrency):
-                tg.start_soon(self._slot, slot)
+        self._wake, loop = anyio.Event(), asyncio.get_running_loop()
+
+        def published_here() -> None:  # on whichever thread wrote (a sync tool runs in a thread)
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._wake_slots)
+
+        stop = self.queue.watch(published_here, runnable_only=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                listener = self.queue.db.listener(CHANNEL)
+                if listener is not None:
+                    tg.start_soon(self._listen, listener)
+                tg.start_soon(self._maintain)
+                for slot in range(self.concurrency):
+                    tg.start_soon(self._slot, slot)
+        finally:
+            stop()
 
     async def _slot(self, slot: int) -> None:
         while True:
@@ -81,29 +93,34 @@ class Worker:
                 await self._idle()
 
     async def _idle(self) -> None:
-        if self._wake is None:
-            await self.sleep(self.poll_interval)
-            return
-        with anyio.move_on_after(max(self.poll_interval, LISTENING_POLL)):
+        assert self._wake is not None, "slots run inside run()"
+        with anyio.move_on_after(max(self.poll_interval, LISTENING_POLL) if self._listening else self.poll_interval):
             await self._wake.wait()
+
+    def _wake_slots(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = anyio.Event()
 
     async def _listen(self, listener: Listener) -> None:
         """Turn each notification into a wake-up of every idle slot; a lost connection is reopened
         (meanwhile the slots poll)."""
+        self._listening = True
         try:
             while True:
                 try:
                     woken = await listener.wait(LISTENING_POLL)
                 except Exception:  # a dropped connection must not stop the worker
                     log.warning("task notifications lost; reconnecting", exc_info=True)
+                    self._listening = False
                     await listener.aclose()
                     await self.sleep(self.poll_interval)
                     continue
-                if woken and self._wake is not None:
-                    self._wake.set()
-                    self._wake = anyio.Event()
+                self._listening = True
+                if woken:
+                    self._wake_slots()
         finally:
-            self._wake = None
+            self._listening = False
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
 

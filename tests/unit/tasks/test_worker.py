@@ -71,6 +71,32 @@ async def test_a_waiter_wakes_on_the_write_that_finishes_its_task_not_on_a_poll(
     assert not app.queue._watchers  # the wait stopped watching
 
 
+async def test_an_idle_worker_starts_a_task_published_in_its_process_at_once(app: App) -> None:
+    """With an hour between polls, only the queue's in-process signal can start the task this soon;
+    a claim that finds nothing wakes nobody (idle slots do not wake each other in a loop)."""
+    app.worker.poll_interval = 3600.0
+    claims = 0
+    claim = app.queue.claim
+
+    def counted(worker_id: str) -> Any:
+        nonlocal claims
+        claims += 1
+        return claim(worker_id)
+
+    app.queue.claim = counted  # type: ignore[method-assign]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(app.worker.run)
+            await anyio.sleep(0.3)
+            assert claims == app.worker.concurrency  # each slot looked once, found nothing, and waits
+            spec = app.tasks.spec("system.sleep", {"seconds": 0})
+            published = await anyio.to_thread.run_sync(app.tasks.publish, spec)  # as a sync tool does
+            while app.queue.get(published.task.id).status != "COMPLETED":
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+    assert not app.queue._runnable_watchers  # the worker stopped watching
+
+
 async def test_a_run_past_its_timeout_is_cancelled_then_retried_then_failed(app: App, clock: ManualClock) -> None:
     published = app.tasks.publish(app.tasks.spec("system.sleep", {"seconds": 30}, timeout=0.2, max_retries=1))
     await run_all(app)
