@@ -138,8 +138,9 @@ async def main(runs: int, only: str | None) -> None:
 
         rows += await streams.rows()
     sys.stdout.write(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {runs} runs per figure\n")
-    for name, value, ref_name, ref in rows:
-        sys.stdout.write(f"{name:<42} {value * 1000:10.3f} ms  vs {ref_name:<22} {ref * 1000:10.3f} ms  "
+    for name, value, ref_name, ref, *unit in rows:  # seconds, unless a row names its own unit
+        scale, label = (1, unit[0]) if unit else (1000, "ms")
+        sys.stdout.write(f"{name:<42} {value * scale:10.3f} {label}  vs {ref_name:<22} {ref * scale:10.3f} {label}  "
                          f"ratio {value / ref:7.2f}x\n")
 
 

@@ -8,6 +8,7 @@
   independent tasks: the cost of dependencies;
 - claim + complete of 1,000 tasks from a queue of 100,000 vs from a queue of 1,000: flat in the queue;
 - get_enhanced_task_stats with 100,000 tasks stored vs with 10,000: flat means O(1) in what is stored;
+- WAL pages written per publish and per claim + complete vs the raw statements (pages, not time);
 - durability: with synchronous=FULL, the time per task of a batched publish vs one fsync of the
   same disk (a ratio of 0.1 means ten tasks made durable per fsync the disk can do).
 """
@@ -49,10 +50,10 @@ def _raw(path: Path) -> tuple[Database, object]:
     return db, conn
 
 
-def rows(count: int = 2000) -> list[tuple[str, float, str, float]]:
+def rows(count: int = 2000) -> list[tuple[str, float, str, float] | tuple[str, float, str, float, str]]:
     import huey.storage
 
-    results = []
+    results: list[tuple[str, float, str, float] | tuple[str, float, str, float, str]] = []
     with tempfile.TemporaryDirectory() as home:
         base = Path(home)
         queue = _queue(base / "q1.db")
@@ -138,8 +139,54 @@ def rows(count: int = 2000) -> list[tuple[str, float, str, float]]:
                              "completed_at = created_at - seq * 10 + 1 WHERE seq % 2 = 0")
             stats[stored] = sorted(_timed(q.stats) for _ in range(21))[10]
         results.append(("task stats, 100,000 tasks stored", stats[100_000], "task stats, 10,000 stored", stats[10_000]))
+        results += _pages_written(base)
         results.append(_durable_batch(base))
     return results
+
+
+def _pages_written(base: Path, count: int = 500) -> list[tuple[str, float, str, float, str]]:
+    """Pages each transaction writes to the WAL (its growth with checkpoints off), ours vs the raw pair:
+    with synchronous=NORMAL a commit's cost is mostly its pages."""
+    import os
+
+    def pages(path: Path, fn: Callable[[], object]) -> float:
+        before = os.path.getsize(f"{path}-wal")
+        for _ in range(count):
+            fn()
+        return (os.path.getsize(f"{path}-wal") - before) / (4096 + 24) / count  # a WAL frame: header + page
+
+    queue = _queue(base / "pages.db")
+    _, raw = _raw(base / "pages-raw.db")
+    for conn in (queue.db.conn, raw):
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[attr-defined]
+    for _ in range(2):  # warm: both tables past their first pages
+        queue.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(count)])
+        with transaction(raw):  # type: ignore[arg-type]
+            raw.executemany("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
+                            [(json.dumps(PAYLOAD),)] * count)
+
+    def raw_insert() -> None:
+        with transaction(raw):  # type: ignore[arg-type]
+            raw.execute("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
+                        (json.dumps(PAYLOAD),))
+
+    def claim_complete() -> None:
+        task = queue.claim("bench")
+        assert task is not None
+        queue.complete(task.id, "bench", {})
+
+    def raw_claim_complete() -> None:
+        with transaction(raw):  # type: ignore[arg-type]
+            row = raw.execute("SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY priority DESC, id "  # type: ignore[attr-defined]
+                              "LIMIT 1").fetchone()
+            raw.execute("UPDATE jobs SET status = 'RUNNING', worker = 'bench' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
+        with transaction(raw):  # type: ignore[arg-type]
+            raw.execute("UPDATE jobs SET status = 'COMPLETED' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
+
+    published = pages(queue.db.path, lambda: queue.publish([TaskSpec("system.sleep", PAYLOAD)]))
+    return [("WAL pages per publish", published, "per raw insert", pages(base / "pages-raw.db", raw_insert), "pages"),
+            ("WAL pages per claim + complete", pages(queue.db.path, claim_complete),
+             "per raw claim + complete", pages(base / "pages-raw.db", raw_claim_complete), "pages")]
 
 
 def _durable_batch(base: Path, batch: int = 500, batches: int = 20) -> tuple[str, float, str, float]:
