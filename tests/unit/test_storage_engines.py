@@ -230,3 +230,35 @@ def test_tasks_stored_before_seq_keyed_the_table_come_through_whole(database_url
     counts = {(r[0], r[1]): r[2] for r in db.conn.execute("SELECT status, priority, n FROM task_counts WHERE n != 0")}
     assert counts == {("PENDING", 3): 1, ("RUNNING", 2): 3, ("PENDING", 2): 1}
     db.close()
+
+
+def test_a_write_waiting_past_the_lock_timeout_is_busy_and_the_next_one_works(database_url: str | None,
+                                                                             tmp_path: Path) -> None:
+    """Another process holds the write lock: the write is a retryable Busy with nothing written, and the
+    same connection writes normally once the lock is free."""
+    from heablcoin_mcp.core.storage import Database
+    from heablcoin_mcp.errors import Busy
+
+    db: Storage = (PostgresDatabase(database_url, lock_timeout_ms=200) if database_url
+                   else Database(tmp_path / "x.db", busy_timeout_ms=200))
+    db.migrate()
+    if database_url:
+        import psycopg
+
+        from heablcoin_mcp.core.storage.postgres import WRITE_LOCK
+        other = psycopg.connect(database_url, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+    else:
+        import sqlite3
+
+        other = sqlite3.connect(tmp_path / "x.db", isolation_level=None)  # type: ignore[assignment]
+        other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(Busy), db.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('held', 'x', 1)")
+    other.rollback()
+    other.close()
+    with db.write() as conn:
+        conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('free', 'y', 2)")
+    assert [r[0] for r in db.conn.execute("SELECT key FROM kv ORDER BY key")] == ["free"]
+    db.close()

@@ -180,9 +180,16 @@ class PostgresDatabase:
     def write(self) -> Iterator[PgConnection]:
         """One write transaction, after every other writer (see the module docstring)."""
         conn = self.conn
-        with conn.raw.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))  # waiting past lock_timeout: Busy
+        try:
+            with _translated_errors():  # BEGIN and the lock in one round trip; past lock_timeout: Busy
+                conn.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             yield conn
+        except BaseException:
+            if not conn.raw.broken:  # a lost connection is replaced on the next use (``conn``)
+                conn.raw.rollback()
+            raise
+        with _translated_errors():
+            conn.raw.commit()
 
     def notify(self, conn: PgConnection, channel: str) -> None:
         """Wake listeners of ``channel`` when the current transaction commits."""
