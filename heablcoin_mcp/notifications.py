@@ -88,6 +88,7 @@ class Pushes:
         self.symbol_of = symbol_of  # a market as typed in a URI -> its canonical symbol
         self._listen = ListenHandler(bus)
         self._listening: Counter[str] = Counter()  # URIs open 2026-era listen streams asked for
+        self._subscribing: Counter[str] = Counter()  # URIs a resources/subscribe is reading right now
         self._tickers: dict[str, anyio.CancelScope] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._subscribed: dict[object, tuple[ServerSession, set[str]]] = {}
@@ -107,11 +108,14 @@ class Pushes:
         if TICKER.match(uri) and self.streams is None:
             raise MCPError(INVALID_PARAMS, f"live streams are off here (HEABLCOIN_STREAMS=false), so {uri} is never "
                            "pushed; read it when needed, or call watch_market")
-        self.feed.watch_tasks(_task_ids([uri]))  # before the read: a change after it is news
+        self._subscribing[uri] += 1  # watched from before the read: a change after it is news
         try:
+            self.feed.watch_tasks(_task_ids([uri]))
             await self.read(uri)
         except ResourceError as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from exc
+        finally:
+            self._subscribing[uri] -= 1
         session = ctx.session
         _, uris = self._subscribed.setdefault(connection_of(session), (session, set()))
         uris.add(uri)
@@ -167,7 +171,7 @@ class Pushes:
                 | {uri for uri, n in self._listening.items() if n > 0})
 
     def _watched_tasks(self) -> set[str]:
-        return _task_ids(self._wanted())
+        return _task_ids(self._wanted() | {uri for uri, n in self._subscribing.items() if n > 0})
 
     async def _follow_tickers(self) -> None:
         """One ticker follower for each market resource someone wants, none for the rest."""

@@ -215,3 +215,31 @@ def test_a_resource_error_is_scrubbed_like_every_other_output() -> None:
     failure.__cause__ = NotFound(f"exchange said: key {SECRET} unknown", hint="check the account")
     told = str(resource_error(failure, Redactor({"X_API_KEY": SECRET})))
     assert SECRET not in told and "exchange said: key [redacted] unknown (check the account)" in told
+
+
+async def test_a_poll_while_a_subscription_reads_its_task_keeps_the_starting_point(app: App,
+                                                                                     clock: ManualClock) -> None:
+    """The feed is polled once a second whatever a subscribe is doing: a poll landing while the
+    subscription reads its resource must not forget where the subscription started."""
+    from types import SimpleNamespace
+
+    from mcp.server.subscriptions import InMemorySubscriptionBus
+    from mcp.types import SubscribeRequestParams
+
+    from heablcoin_mcp.core.changes import ChangeFeed, task_path
+    from heablcoin_mcp.notifications import Pushes
+
+    app.db.migrate()  # the server's start would
+    feed = ChangeFeed(app.db)
+    assert feed.poll() == []
+    (task_id,) = app.queue.publish([app.tasks.spec("system.sleep", {"seconds": 0})])
+
+    async def read(uri: str) -> None:
+        assert feed.poll(pushes._watched_tasks()) == []  # the poll loop runs meanwhile
+
+    pushes = Pushes(feed, InMemorySubscriptionBus(), app.redactor, read)
+    await pushes.subscribe(SimpleNamespace(session=object()),  # type: ignore[arg-type]
+                           SubscribeRequestParams(uri=f"heablcoin://tasks/{task_id}"))
+    clock.advance(1)
+    assert app.queue.claim("elsewhere") is not None
+    assert feed.poll(pushes._watched_tasks()) == [task_path(task_id)]
