@@ -25,12 +25,13 @@ State machine::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,14 +104,21 @@ class TaskQueue:
         self._made_runnable = threading.local()  # per transaction: did it make a task runnable?
 
     def watch(self, watcher: Callable[[], None], *, runnable_only: bool = False) -> Callable[[], None]:
-        """Call ``watcher`` after each write this queue commits in this process (a waiter wakes on it
-        instead of polling) — with ``runnable_only``, only after one that made a task runnable (an idle
-        worker wakes on it); returns the function that stops it."""
-        watchers = self._runnable_watchers if runnable_only else self._watchers
-        watchers.add(watcher)
-        return lambda: watchers.discard(watcher)
+        """Run ``watcher`` on the calling event loop after each write this queue commits in this
+        process, whichever thread wrote (a sync tool writes from a thread): a waiter wakes on it instead
+        of polling. With ``runnable_only``, only after a write that made a task runnable (an idle worker
+        wakes on it). Returns the function that stops it."""
+        loop = asyncio.get_running_loop()
 
-    @contextmanager
+        def on_loop() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(watcher)
+
+        watchers = self._runnable_watchers if runnable_only else self._watchers
+        watchers.add(on_loop)
+        return lambda: watchers.discard(on_loop)
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         self._made_runnable.now = False
         with self.db.write() as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -108,13 +107,7 @@ class TaskService:
         started = anyio.current_time()  # real waiting: the worker runs in real time too
         last_status = ""
         woken = [anyio.Event()]
-        loop_thread = threading.get_ident()
-
-        def wake() -> None:
-            if threading.get_ident() == loop_thread:  # an Event is set only from its own loop's thread
-                woken[0].set()
-
-        stop = self.queue.watch(wake)
+        stop = self.queue.watch(lambda: woken[0].set())
         try:
             while True:
                 task = self.queue.get(task_id)

@@ -12,7 +12,6 @@ idempotent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -64,13 +63,8 @@ class Worker:
 
     async def run(self) -> None:
         """Run until cancelled."""
-        self._wake, loop = anyio.Event(), asyncio.get_running_loop()
-
-        def published_here() -> None:  # on whichever thread wrote (a sync tool runs in a thread)
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(self._wake_slots)
-
-        stop = self.queue.watch(published_here, runnable_only=True)
+        self._wake = anyio.Event()
+        stop = self.queue.watch(self._wake_slots, runnable_only=True)  # a task made runnable in this process
         try:
             async with anyio.create_task_group() as tg:
                 listener = self.queue.db.listener(CHANNEL)
