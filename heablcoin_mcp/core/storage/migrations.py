@@ -32,6 +32,25 @@ TASK_COLUMNS = ("seq, id, name, payload, priority, tags, status, created_at, upd
                 "completed_at, attempts, max_retries, timeout, expires_at, run_after, pending_parents, "
                 "result, error, schedule_id, callback_url, worker_id, lease_until")
 
+# The same statements in both dialects: pg_migrations.py lists this one too.
+PARTIAL_TASK_INDEXES = Migration(
+    10,
+    "partial_task_indexes",
+    # Each read the queue makes gets an index holding only the rows it looks for, so a task is
+    # in as few indexes as its state needs: a new PENDING task no longer enters tasks_running or
+    # tasks_by_update. Pushes for tasks/<id> read the stamps of the watched tasks by id instead of
+    # every task updated since the last look (core/changes.py); listing by status scans by seq.
+    """
+    DROP INDEX tasks_by_update;
+    DROP INDEX tasks_running;
+    CREATE INDEX tasks_leased ON tasks(lease_until) WHERE status = 'RUNNING';
+    CREATE INDEX tasks_expiring ON tasks(expires_at)
+        WHERE expires_at IS NOT NULL AND status IN ('PENDING', 'TIMED_OUT');
+    CREATE INDEX tasks_dead ON tasks(completed_at) WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED');
+    CREATE INDEX tasks_price_alerts ON tasks(seq) WHERE name = 'price_alert' AND status = 'PENDING';
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -367,21 +386,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         DELETE FROM counters WHERE name = 'task_seq';
         """,
     ),
-    Migration(
-        10,
-        "partial_task_indexes",
-        # Each read the queue makes gets an index holding only the rows it looks for, so a task is
-        # in as few indexes as its state needs: a new PENDING task no longer enters tasks_running or
-        # tasks_by_update. Pushes for tasks/<id> read the stamps of the watched tasks by id instead of
-        # every task updated since the last look (core/changes.py); listing by status scans by seq.
-        """
-        DROP INDEX tasks_by_update;
-        DROP INDEX tasks_running;
-        CREATE INDEX tasks_leased ON tasks(lease_until) WHERE status = 'RUNNING';
-        CREATE INDEX tasks_expiring ON tasks(expires_at)
-            WHERE expires_at IS NOT NULL AND status IN ('PENDING', 'TIMED_OUT');
-        CREATE INDEX tasks_dead ON tasks(completed_at) WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED');
-        CREATE INDEX tasks_price_alerts ON tasks(seq) WHERE name = 'price_alert' AND status = 'PENDING';
-        """,
-    ),
+    PARTIAL_TASK_INDEXES,
 )

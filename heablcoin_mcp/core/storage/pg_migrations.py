@@ -8,7 +8,7 @@ as on SQLite. Append only, like its twin.
 
 from __future__ import annotations
 
-from heablcoin_mcp.core.storage.migrations import Migration
+from heablcoin_mcp.core.storage.migrations import PARTIAL_TASK_INDEXES, Migration
 
 PG_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -301,21 +301,5 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
         DELETE FROM counters WHERE name = 'task_seq';
         """,
     ),
-    Migration(
-        10,
-        "partial_task_indexes",
-        # Each read the queue makes gets an index holding only the rows it looks for, so a task is
-        # in as few indexes as its state needs: a new PENDING task no longer enters tasks_running or
-        # tasks_by_update. Pushes for tasks/<id> read the stamps of the watched tasks by id instead of
-        # every task updated since the last look (core/changes.py); listing by status scans by seq.
-        """
-        DROP INDEX tasks_by_update;
-        DROP INDEX tasks_running;
-        CREATE INDEX tasks_leased ON tasks(lease_until) WHERE status = 'RUNNING';
-        CREATE INDEX tasks_expiring ON tasks(expires_at)
-            WHERE expires_at IS NOT NULL AND status IN ('PENDING', 'TIMED_OUT');
-        CREATE INDEX tasks_dead ON tasks(completed_at) WHERE status IN ('FAILED', 'CANCELLED', 'EXPIRED');
-        CREATE INDEX tasks_price_alerts ON tasks(seq) WHERE name = 'price_alert' AND status = 'PENDING';
-        """,
-    ),
+    PARTIAL_TASK_INDEXES,
 )
