@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from heablcoin_mcp.core.tasks.queue import TaskQueue
 from heablcoin_mcp.core.tasks.specs import TaskSpec
 
 PAYLOAD = {"seconds": 0}
+RAW_INSERT = "INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')"
 
 
 def _queue(path: Path) -> TaskQueue:
@@ -41,13 +43,51 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _raw(path: Path) -> tuple[Database, object]:
-    db = Database(path, migrations=())
-    conn = db.connect()
+def _raw(path: Path) -> sqlite3.Connection:
+    """The reference: a jobs table on a connection with the product's pragmas."""
+    conn = Database(path, migrations=()).connect()
     conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT, priority INT, status TEXT, worker TEXT)")
     # the index a careful user would write for the claim; without it the reference scans the table
     conn.execute("CREATE INDEX jobs_claim ON jobs(status, priority DESC, id)")
-    return db, conn
+    return conn
+
+
+def _raw_insert(conn: sqlite3.Connection) -> None:
+    """One job, one transaction."""
+    with transaction(conn):
+        conn.execute(RAW_INSERT, (json.dumps(PAYLOAD),))
+
+
+def _raw_batch(conn: sqlite3.Connection, count: int) -> None:
+    """``count`` jobs in one transaction."""
+    with transaction(conn):
+        conn.executemany(RAW_INSERT, [(json.dumps(PAYLOAD),)] * count)
+
+
+def _raw_claim_complete(conn: sqlite3.Connection) -> bool:
+    """The bare pair of transactions: claim the best pending job, then complete it; False when none."""
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY priority DESC, id LIMIT 1").fetchone()
+        if row is None:
+            return False
+        conn.execute("UPDATE jobs SET status = 'RUNNING', worker = 'bench' WHERE id = ?", (row[0],))
+    with transaction(conn):
+        conn.execute("UPDATE jobs SET status = 'COMPLETED' WHERE id = ?", (row[0],))
+    return True
+
+
+def _claim_complete(queue: TaskQueue) -> bool:
+    """Ours: the same pair through the queue; False when nothing is runnable."""
+    task = queue.claim("bench")
+    if task is None:
+        return False
+    queue.complete(task.id, "bench", {})
+    return True
+
+
+def _drain(queue: TaskQueue) -> None:
+    while _claim_complete(queue):
+        pass
 
 
 def rows(count: int = 2000) -> list[tuple[str, float, str, float] | tuple[str, float, str, float, str]]:
@@ -58,15 +98,8 @@ def rows(count: int = 2000) -> list[tuple[str, float, str, float] | tuple[str, f
         base = Path(home)
         queue = _queue(base / "q1.db")
         ours = _timed(lambda: [queue.publish([TaskSpec("system.sleep", PAYLOAD)]) for _ in range(count)])
-        _, raw_conn = _raw(base / "raw1.db")
-
-        def raw_inserts() -> None:
-            for _ in range(count):
-                with transaction(raw_conn):  # type: ignore[arg-type]
-                    raw_conn.execute("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
-                                     (json.dumps(PAYLOAD),))
-
-        raw = _timed(raw_inserts)
+        raw_conn = _raw(base / "raw1.db")
+        raw = _timed(lambda: [_raw_insert(raw_conn) for _ in range(count)])
         storage = huey.storage.SqliteStorage(name="bench", filename=str(base / "huey.db"))
         huey_time = _timed(lambda: [storage.enqueue(b"x" * 64, priority=2) for _ in range(count)])
         results += [(f"publish {count}, one per transaction", ours, "raw SQLite insert per txn", raw),
@@ -74,32 +107,15 @@ def rows(count: int = 2000) -> list[tuple[str, float, str, float] | tuple[str, f
 
         batch_queue = _queue(base / "q2.db")
         batch = _timed(lambda: batch_queue.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(count)]))
-        _, raw_batch_conn = _raw(base / "raw2.db")
+        raw_batch_conn = _raw(base / "raw2.db")
+        raw_batch = _timed(lambda: _raw_batch(raw_batch_conn, count))
+        results.append((f"publish {count} in one batch", batch, "raw executemany, one txn", raw_batch))
 
-        def raw_batch() -> None:
-            with transaction(raw_batch_conn):  # type: ignore[arg-type]
-                raw_batch_conn.executemany(  # type: ignore[attr-defined]
-                    "INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",
-                    [(json.dumps(PAYLOAD),)] * count)
-
-        results.append((f"publish {count} in one batch", batch, "raw executemany, one txn", _timed(raw_batch)))
-
-        def drain() -> None:
-            while (task := queue.claim("bench")) is not None:
-                queue.complete(task.id, "bench", {})
-
-        claim = _timed(drain)
+        claim = _timed(lambda: _drain(queue))
 
         def raw_drain() -> None:
-            while True:
-                with transaction(raw_conn):  # type: ignore[arg-type]
-                    row = raw_conn.execute("SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY priority DESC, id "  # type: ignore[attr-defined]
-                                           "LIMIT 1").fetchone()
-                    if row is None:
-                        return
-                    raw_conn.execute("UPDATE jobs SET status = 'RUNNING', worker = 'bench' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
-                with transaction(raw_conn):  # type: ignore[arg-type]
-                    raw_conn.execute("UPDATE jobs SET status = 'COMPLETED' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
+            while _raw_claim_complete(raw_conn):
+                pass
 
         raw_claim = _timed(raw_drain)
         huey_dequeue = _timed(lambda: [storage.dequeue() for _ in range(count)])
@@ -114,19 +130,14 @@ def rows(count: int = 2000) -> list[tuple[str, float, str, float] | tuple[str, f
         flat = _queue(base / "flat.db")
         flat.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(dag_size)])
 
-        def run_all(q: TaskQueue) -> None:
-            while (task := q.claim("bench")) is not None:
-                q.complete(task.id, "bench", {})
-
-        results.append((f"run a {dag_size:,}-task DAG (binary tree)", _timed(lambda: run_all(dag)),
-                        f"{dag_size:,} independent tasks", _timed(lambda: run_all(flat))))
+        results.append((f"run a {dag_size:,}-task DAG (binary tree)", _timed(lambda: _drain(dag)),
+                        f"{dag_size:,} independent tasks", _timed(lambda: _drain(flat))))
 
         drained = {}
         for queued in (1_000, 100_000):  # the same 1,000 claims and completions from a short and a long queue
             q = _queue(base / f"queued-{queued}.db")
             q.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(queued)])
-            drained[queued] = _timed(lambda q=q: [q.complete(q.claim("bench").id, "bench", {})  # type: ignore[union-attr]
-                                                  for _ in range(1_000)])
+            drained[queued] = _timed(lambda q=q: [_claim_complete(q) for _ in range(1_000)])
         results.append(("claim + complete 1,000 of 100,000 queued", drained[100_000],
                         "of 1,000 queued", drained[1_000]))
 
@@ -156,37 +167,17 @@ def _pages_written(base: Path, count: int = 500) -> list[tuple[str, float, str, 
         return (os.path.getsize(f"{path}-wal") - before) / (4096 + 24) / count  # a WAL frame: header + page
 
     queue = _queue(base / "pages.db")
-    _, raw = _raw(base / "pages-raw.db")
+    raw = _raw(base / "pages-raw.db")
     for conn in (queue.db.conn, raw):
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[attr-defined]
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
     for _ in range(2):  # warm: both tables past their first pages
         queue.publish([TaskSpec("system.sleep", PAYLOAD) for _ in range(count)])
-        with transaction(raw):  # type: ignore[arg-type]
-            raw.executemany("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
-                            [(json.dumps(PAYLOAD),)] * count)
-
-    def raw_insert() -> None:
-        with transaction(raw):  # type: ignore[arg-type]
-            raw.execute("INSERT INTO jobs (payload, priority, status) VALUES (?, 2, 'PENDING')",  # type: ignore[attr-defined]
-                        (json.dumps(PAYLOAD),))
-
-    def claim_complete() -> None:
-        task = queue.claim("bench")
-        assert task is not None
-        queue.complete(task.id, "bench", {})
-
-    def raw_claim_complete() -> None:
-        with transaction(raw):  # type: ignore[arg-type]
-            row = raw.execute("SELECT id FROM jobs WHERE status = 'PENDING' ORDER BY priority DESC, id "  # type: ignore[attr-defined]
-                              "LIMIT 1").fetchone()
-            raw.execute("UPDATE jobs SET status = 'RUNNING', worker = 'bench' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
-        with transaction(raw):  # type: ignore[arg-type]
-            raw.execute("UPDATE jobs SET status = 'COMPLETED' WHERE id = ?", (row[0],))  # type: ignore[attr-defined]
-
+        _raw_batch(raw, count)
+    raw_path = base / "pages-raw.db"
     published = pages(queue.db.path, lambda: queue.publish([TaskSpec("system.sleep", PAYLOAD)]))
-    return [("WAL pages per publish", published, "per raw insert", pages(base / "pages-raw.db", raw_insert), "pages"),
-            ("WAL pages per claim + complete", pages(queue.db.path, claim_complete),
-             "per raw claim + complete", pages(base / "pages-raw.db", raw_claim_complete), "pages")]
+    return [("WAL pages per publish", published, "per raw insert", pages(raw_path, lambda: _raw_insert(raw)), "pages"),
+            ("WAL pages per claim + complete", pages(queue.db.path, lambda: _claim_complete(queue)),
+             "per raw claim + complete", pages(raw_path, lambda: _raw_claim_complete(raw)), "pages")]
 
 
 def _durable_batch(base: Path, batch: int = 500, batches: int = 20) -> tuple[str, float, str, float]:
